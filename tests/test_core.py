@@ -1,0 +1,82 @@
+import json, os
+import numpy as np
+import pytest
+import torch
+from rrg_tutorial.core import (use_profile, get_device, seed_everything, timeit, bench_table, record_headline,
+                               saved_tensor_bytes, cache_dir, repo_root)
+
+PROFILES = dict(ci=dict(n=1, m=2), cpu=dict(n=3, m=4), gpu=dict(n=5, m=6))
+
+
+def test_use_profile_picks_and_overrides():
+    p = use_profile(PROFILES, "cpu")
+    assert (p.profile, p.n, p.m) == ("cpu", 3, 4)
+    assert use_profile(PROFILES, "gpu", m=0).m == 0
+
+
+@pytest.mark.parametrize("bad,msg", [("GPU", "unknown profile"), ("", "unknown profile")])
+def test_use_profile_rejects_unknown(bad, msg):
+    with pytest.raises(ValueError, match=msg): use_profile(PROFILES, bad)
+
+
+def test_use_profile_rejects_inconsistent_and_unknown_override():
+    with pytest.raises(ValueError, match="same keys"): use_profile(dict(a=dict(x=1), b=dict(x=1, y=2)), "a")
+    with pytest.raises(ValueError, match="unknown override"): use_profile(PROFILES, "ci", k=1)
+    with pytest.raises(TypeError): use_profile([], "ci")
+
+
+def test_get_device():
+    assert get_device("cpu") == torch.device("cpu")
+    assert get_device().type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="device string"): get_device("not-a-device")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"): get_device("cuda:0")
+
+
+def test_seed_everything_reproduces_all_generators():
+    seed_everything(123); a = (np.random.rand(), torch.rand(2), __import__("random").random())
+    seed_everything(123); b = (np.random.rand(), torch.rand(2), __import__("random").random())
+    assert a[0] == b[0] and torch.equal(a[1], b[1]) and a[2] == b[2]
+    with pytest.raises(ValueError): seed_everything(-1)
+    with pytest.raises(ValueError): seed_everything(1.5)
+
+
+def test_timeit_counts_repeats_and_validates():
+    calls = []
+    t = timeit(lambda: calls.append(1), warmup=2, repeats=3)
+    assert len(calls) == 5 and len(t.times) == 3 and t.median >= 0
+    with pytest.raises(ValueError): timeit(lambda: None, repeats=0)
+
+
+def test_bench_table_ratio_is_relative_to_baseline():
+    import time
+    df = bench_table({"slow": lambda: time.sleep(0.004), "fast": lambda: None}, repeats=3, warmup=0)
+    assert list(df.index) == ["slow", "fast"]
+    assert df.loc["slow", "speedup_vs_slow"] == pytest.approx(1.0)
+    assert df.loc["fast", "speedup_vs_slow"] > 5
+    with pytest.raises(ValueError, match="baseline"): bench_table({"a": lambda: None}, baseline="b")
+
+
+def test_record_headline_appends_json(tmp_path, monkeypatch):
+    f = tmp_path / "h.jsonl"
+    monkeypatch.setenv("RRG_HEADLINE_FILE", str(f))
+    assert record_headline("err", torch.tensor(0.25)) == "0.25"
+    record_headline("speed", 3.14159, fmt=".2f")
+    assert [json.loads(l) for l in f.read_text().splitlines()] == [{"name": "err", "value": "0.25"}, {"name": "speed", "value": "3.14"}]
+
+
+def test_saved_tensor_bytes_counts_what_backward_keeps():
+    x = torch.randn(4, 8, requires_grad=True)
+    out, n = saved_tensor_bytes(lambda t: (t * 2).sum(), x)   # multiplying by a constant keeps nothing
+    assert n == 0
+    out, n = saved_tensor_bytes(lambda t: (t * t).sum(), x)   # t*t keeps t (once, shared storage)
+    assert n == x.numel() * 4
+    out.backward()
+    assert torch.allclose(x.grad, 2 * x)
+
+
+def test_cache_dir_respects_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("RRG_DATA_DIR", str(tmp_path / "d"))
+    p = cache_dir("a", "b")
+    assert p == tmp_path / "d" / "a" / "b" and p.is_dir()
+    assert repo_root(tmp_path) is None

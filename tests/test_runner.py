@@ -1,0 +1,30 @@
+"""The course runner fails loudly: a failing notebook or one without a parameters cell gives a non-zero exit."""
+import json, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_nb(path, cells):
+    nb = {"cells": [], "metadata": {"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    for i, (code, tags) in enumerate(cells):
+        nb["cells"].append({"cell_type": "code", "id": f"c{i}", "metadata": {"tags": tags}, "execution_count": None,
+                            "outputs": [], "source": code})
+    path.write_text(json.dumps(nb))
+
+
+def test_runner_reports_pass_fail_and_headlines(tmp_path):
+    nbs = tmp_path / "nbs"; nbs.mkdir()
+    write_nb(nbs / "01_ok.ipynb", [('profile = "cpu"', ["parameters"]),
+                                   ("from rrg_tutorial.core import record_headline\nrecord_headline('answer', 42 if profile == 'ci' else 0)", [])])
+    write_nb(nbs / "02_broken.ipynb", [('profile = "cpu"', ["parameters"]), ("1/0", [])])
+    write_nb(nbs / "03_noparams.ipynb", [("x = 1", [])])
+    r = subprocess.run([sys.executable, str(ROOT / "tools/run_notebooks.py"), "--profile", "ci", "--nbs", str(nbs),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "answer: 42" in r.stdout                      # the ci profile was injected and the headline collected
+    assert "ZeroDivisionError" in r.stdout
+    assert "no cell tagged 'parameters'" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "notebooks: 1 passed, 2 failed"
+    assert (tmp_path / "out" / "01_ok.ipynb").exists() and not (nbs / "01_ok.ipynb.out").exists()
