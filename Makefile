@@ -10,7 +10,7 @@ export TRITON_INTERPRET ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo
 help:
 	@echo "make run    execute every numbered notebook (CPU default profile) and print a summary table"
 	@echo "make test   nbdev clean/export leave no diff, pytest tests/, every notebook under the CI profile"
-	@echo "make lab    JupyterLab with the project's kernel"
+	@echo "make lab    JupyterLab with the project's kernel (LAB_ARGS=--no-browser on a remote box)"
 	@echo "make docs   nbdev_docs where Quarto is installed, else an offline HTML preview in _preview/"
 
 env:
@@ -30,7 +30,7 @@ test-fast: env
 	$(PY) -m pytest -q tests/
 
 lab: env
-	.venv/bin/jupyter lab --notebook-dir=nbs
+	.venv/bin/jupyter lab --notebook-dir=nbs $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 docs: env
 	@if command -v quarto >/dev/null 2>&1; then \
