@@ -180,3 +180,31 @@ def test_mamba_ssm_reference_leaves_no_stub():
     mod = sys.modules.get("selective_scan_cuda")
     assert mod is None or hasattr(mod, "fwd"), "an empty selective_scan_cuda stand-in was left in sys.modules"
     assert mamba_ssm_reference() is MAMBA_REF
+
+
+def test_forgetting_curve():
+    from rrg_tutorial.scan_ref import forgetting_curve
+    kept = forgetting_curve(0.2, -2.0, L=20, remember_at=3, reset_at=10, reset_delta=4.0)
+    assert kept.shape == (2, 20) and (kept[:, :3] == 0).all()
+    torch.testing.assert_close(kept[0, 3:10], torch.exp(-0.4 * torch.arange(7.0)))
+    torch.testing.assert_close(kept[0, 10], kept[0, 9] * torch.exp(torch.tensor(-8.0)))
+    torch.testing.assert_close(kept[1, 10:], torch.exp(-0.4 * torch.arange(10.0)))
+    with pytest.raises(ValueError, match="negative"): forgetting_curve(0.1, 1.0)
+    with pytest.raises(ValueError, match="positive"): forgetting_curve(0.0, -1.0)
+    with pytest.raises(ValueError, match="must lie in"): forgetting_curve(0.1, -1.0, L=8, reset_at=8)
+
+
+def test_forgetting_explorer_builds_and_redraws():
+    import matplotlib
+    matplotlib.use("Agg")
+    import ipywidgets
+    from rrg_tutorial.scan_ref import forgetting_explorer, plot_forgetting
+    w = forgetting_explorer(L=32)
+    assert isinstance(w, ipywidgets.interactive)
+    sliders = {c.description: c for c in w.children if isinstance(c, ipywidgets.FloatSlider)}
+    assert set(sliders) == {"log10 Δ", "a", "reset Δ (0: off)"}
+    sliders["reset Δ (0: off)"].value = 2.0       # triggers a redraw through the callback
+    sliders["a"].value = -8.0
+    assert w.kwargs == {"log10_delta": -1.0, "a": -8.0, "reset_delta": 2.0}
+    fig = plot_forgetting(0.1, -1.0, 3.0, L=32)
+    assert len(fig.axes[0].lines) >= 2
