@@ -2,8 +2,8 @@
 import itertools, sys
 import pytest
 import torch
-from rrg_tutorial.scan_ref import (ScanInfo, check_scan_inputs, mamba_ssm_reference, random_scan_inputs,
-                                   selective_scan_ref)
+from rrg_tutorial.scan_ref import (ScanInfo, check_scan_inputs, import_mamba_ssm, mamba_ssm_reference,
+                                   random_scan_inputs, selective_scan_ref)
 
 MAMBA_REF = mamba_ssm_reference(required=False)
 needs_mamba = pytest.mark.skipif(MAMBA_REF is None, reason="mamba-ssm is not installed")
@@ -208,3 +208,52 @@ def test_forgetting_explorer_builds_and_redraws():
     assert w.kwargs == {"log10_delta": -1.0, "a": -8.0, "reset_delta": 2.0}
     fig = plot_forgetting(0.1, -1.0, 3.0, L=32)
     assert len(fig.axes[0].lines) >= 2
+
+
+def _cut(x, sl):
+    return {k: (v[..., sl] if v is not None and v.dim() >= 3 else v) for k, v in x.items()}
+
+
+@pytest.mark.parametrize("kb,kc", [("const", "var"), ("var_g2", "const")])
+def test_initial_state_chains_pieces(kb, kc):
+    x = make(kb, kc, True, True, True, L=13)
+    full, h = selective_scan_ref(**x, delta_softplus=True, return_last_state=True)
+    outs, state = [], None
+    for sl in (slice(0, 1), slice(1, 6), slice(6, 13)):
+        o, state = selective_scan_ref(**_cut(x, sl), delta_softplus=True, return_last_state=True, initial_state=state)
+        outs.append(o)
+    torch.testing.assert_close(torch.cat(outs, -1), full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(state, h, rtol=1e-5, atol=1e-5)
+    # a zero initial state is the default
+    torch.testing.assert_close(selective_scan_ref(**x, initial_state=torch.zeros(2, 4, 3)), selective_scan_ref(**x))
+
+
+def test_gradcheck_fp64_initial_state():
+    x = make("var", "var", True, False, True, dtype=torch.float64, batch=1, dim=2, L=3, N=2)
+    x["initial_state"] = torch.randn(1, 2, 2, dtype=torch.float64)
+    names = [k for k, v in x.items() if v is not None]
+    for k in names: x[k].requires_grad_(True)
+    f = lambda *a: selective_scan_ref(**dict(zip(names, a)), return_last_state=True)
+    assert torch.autograd.gradcheck(f, tuple(x[k] for k in names))
+
+
+def test_initial_state_validation():
+    x = make("var", "var", False, False, False)
+    with pytest.raises(ValueError, match=r"initial_state must have shape \(batch, dim, N\) = \(2, 4, 3\)"):
+        check_scan_inputs(**x, initial_state=torch.zeros(2, 4))
+    with pytest.raises(TypeError, match="initial_state must be a floating-point"):
+        selective_scan_ref(**x, initial_state=torch.zeros(2, 4, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="initial_state must be a torch.Tensor"):
+        selective_scan_ref(**x, initial_state=0.0)
+
+
+def test_import_mamba_ssm_guards():
+    with pytest.raises(ValueError, match="mamba_ssm or one of its submodules"): import_mamba_ssm("torch")
+
+
+@needs_mamba
+def test_import_mamba_ssm_module():
+    mod = import_mamba_ssm("mamba_ssm.modules.mamba_simple")
+    assert hasattr(mod, "Mamba")
+    m = sys.modules.get("selective_scan_cuda")
+    assert m is None or hasattr(m, "fwd")
