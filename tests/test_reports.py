@@ -78,3 +78,10 @@ def test_text_helpers():
     assert r2gen_iu_id([]) == "" and r2gen_iu_id(["CXR1_1_IM-0001-3001"]) == "CXR1_1_IM-0001"
     assert words("Heart: XXXX, 5th rib.") == ["heart", "xxxx", "5th", "rib"]
     assert sentences("A b. C d? E") == ["a b.", "c d?", "e"]
+
+
+def test_plots_work_from_the_library(df):
+    import matplotlib; matplotlib.use("Agg")
+    from rrg_tutorial.reports import plot_report_lengths, plot_vocabulary_growth
+    assert plot_report_lengths(df.iloc[:200]).get_xlabel() == "words per report"
+    assert plot_vocabulary_growth(df.findings.iloc[:200].tolist()).get_ylabel() == "distinct words"
