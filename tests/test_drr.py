@@ -109,3 +109,18 @@ def test_build_subset_layout_idempotent_and_cli(tmp_path):
     assert Image.open(next((tmp_path / "cli" / "images").glob("*/1.png"))).size == (64, 64)
     with pytest.raises(ValueError, match="multiple of 4"): drr.build_iu_offline(tmp_path / "x", n_studies=3, size=30)
     with pytest.raises(ValueError, match="reports"): drr.build_iu_offline(tmp_path / "x", reports=pd.DataFrame({"a": [1]}))
+
+
+def test_build_rerenders_only_studies_whose_findings_changed(tmp_path):
+    from rrg_tutorial.reports import iu_split
+    df = drr.subset_studies(iu_split(), 4)
+    root = drr.build_iu_offline(tmp_path / "s", reports=df, verbose=False)
+    png = {s: (root / "images" / s / "0.png") for s in df.study_id}
+    t = {s: p.stat().st_mtime_ns for s, p in png.items()}
+    df2 = df.copy(); changed = df2.study_id.iloc[0]
+    df2.at[df2.index[0], "mesh_major"] = ["Pleural Effusion/right/large"]           # a study now reports an effusion
+    drr.build_iu_offline(tmp_path / "s", reports=df2, verbose=False)
+    assert png[changed].stat().st_mtime_ns != t[changed]
+    assert all(png[s].stat().st_mtime_ns == t[s] for s in df.study_id if s != changed)
+    lab = pd.read_csv(root / "labels.csv").set_index("id")
+    assert lab.loc[changed, "Pleural Effusion"] == 1.0 and "Pleural Effusion (right, severe)" in lab.loc[changed, "inserted"]
