@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_scan_triton.ipynb #26ccd145
 from __future__ import annotations
-import math, os
+import os
 
 import torch
 import triton
