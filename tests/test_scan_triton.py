@@ -174,4 +174,4 @@ def test_traffic_model_and_roofline():
     r32, r16 = scan_roofline(8, 1536, 2048, 16, itemsize=4), scan_roofline(8, 1536, 2048, 16, itemsize=2)
     assert r32["bound"] == "HBM" and r16["bound"] == "exp (SFU)"       # fp32 memory bound, bf16 exp bound
     assert 15 < r32["bytes_per_elem"] < 17 and r32["traffic_ratio"] > 20
-    assert default_block_l(2048, 16) == 128 and default_block_l(5, 16) == 16 and default_block_l(4096, 5) == 256
+    assert default_block_l(2048, 16) == 64 and default_block_l(5, 16) == 16 and default_block_l(4096, 5) == 128
