@@ -71,8 +71,8 @@ def main(argv=None):
     print("\nlog-log slopes over all grids (1 = linear in L, 2 = quadratic); and over the two largest:")
     for b in blocks:
         d = df[df.block == b]
-        print(f"  {b:<18} time {slope(d.L, d.ms):.2f} ({slope(d.L[-2:], d.ms[-2:]):.2f})   kept {slope(d.L, d.kept_MiB):.2f} "
-              f"({slope(d.L[-2:], d.kept_MiB[-2:]):.2f})   peak {slope(d.L, d.peak_MiB):.2f} ({slope(d.L[-2:], d.peak_MiB[-2:]):.2f})")
+        print(f"  {b:<18} time {slope(d.L, d.ms):.2f} ({slope(d.L.iloc[-2:], d.ms.iloc[-2:]):.2f})   kept {slope(d.L, d.kept_MiB):.2f} "
+              f"({slope(d.L.iloc[-2:], d.kept_MiB.iloc[-2:]):.2f})   peak {slope(d.L, d.peak_MiB):.2f} ({slope(d.L.iloc[-2:], d.peak_MiB.iloc[-2:]):.2f})")
     return df
 
 
