@@ -1,0 +1,109 @@
+"""The scan dispatcher (lesson 04a): automatic choice, forcing, recording, refusing with a reason."""
+import importlib.util
+import pytest
+import torch
+
+from rrg_tutorial import scan
+from rrg_tutorial.scan import (selective_scan, last_backend, use_backend, record_backends, available_backends,
+                               choose_backend, backend_unavailable, BACKENDS)
+from rrg_tutorial.scan_ref import mamba_ssm_reference, random_scan_inputs
+
+HAS_FAST = scan._fast_fn("chunked") is not None
+CPU_DEFAULT = "chunked" if HAS_FAST else "reference"
+
+
+@pytest.fixture(scope="module")
+def x():
+    return random_scan_inputs(1, 2, 9, 3, device="cpu", seed=0)
+
+
+def test_cpu_availability_and_default(x):
+    av = available_backends("cpu")
+    assert set(av) == set(BACKENDS) and av["reference"] is None
+    assert "needs CUDA tensors" in av["cuda"]
+    if HAS_FAST: assert av["chunked"] is None
+    assert choose_backend(*(x[k] for k in ("u", "delta", "A", "B", "C"))) == CPU_DEFAULT
+    selective_scan(**x)
+    assert last_backend() == CPU_DEFAULT
+
+
+def test_mamba_cuda_not_mistaken_for_installed():
+    "A CPU install of mamba-ssm (reached through lesson 02's stand-in) is not the CUDA backend."
+    mamba_ssm_reference()
+    assert scan._mamba_cuda_fn() is None or torch.cuda.is_available()
+
+
+def test_every_available_backend_agrees_with_mamba_ssm(x):
+    ref = mamba_ssm_reference()
+    o_ref, last_ref = ref(**x, delta_softplus=True, return_last_state=True)
+    ran = []
+    for name, why in available_backends("cpu").items():
+        if why is not None: continue
+        out, last = selective_scan(**x, delta_softplus=True, return_last_state=True, backend=name)
+        ran.append(last_backend())
+        torch.testing.assert_close(out, o_ref, rtol=6e-4, atol=2e-3)
+        torch.testing.assert_close(last, last_ref, rtol=6e-4, atol=2e-3)
+    assert "reference" in ran and ran == [n for n, w in available_backends("cpu").items() if w is None]
+
+
+def test_forcing_nesting_and_recording(x):
+    with record_backends() as outer:
+        selective_scan(**x)
+        with use_backend("reference"):
+            selective_scan(**x)
+            with record_backends() as inner:
+                with use_backend(None):
+                    selective_scan(**x)                          # None inside: automatic again
+                selective_scan(**x, backend=CPU_DEFAULT)         # an argument beats the context
+        selective_scan(**x)
+    assert outer == [CPU_DEFAULT, "reference", CPU_DEFAULT, CPU_DEFAULT, CPU_DEFAULT]
+    assert inner == [CPU_DEFAULT, CPU_DEFAULT]
+
+
+def test_refusals_say_why(x):
+    with pytest.raises(RuntimeError, match="cannot run here.*needs CUDA tensors"): selective_scan(**x, backend="cuda")
+    with pytest.raises(RuntimeError, match="unknown backend"): selective_scan(**x, backend="fastest")
+    with pytest.raises(ValueError, match="unknown backend"):
+        with use_backend("fastest"): pass
+    with pytest.raises(ValueError, match="delta must have the shape of u"): selective_scan(**{**x, "delta": x["delta"][..., :3]})
+
+
+def test_complex_A_goes_to_the_reference(x):
+    xc = dict(x, A=torch.complex(x["A"], torch.randn_like(x["A"])), B=torch.randn(2, 3, dtype=torch.cfloat),
+              C=torch.randn(2, 3, dtype=torch.cfloat))
+    out = selective_scan(**xc)
+    assert last_backend() == "reference"
+    torch.testing.assert_close(out, mamba_ssm_reference()(**xc), rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="real A only"): selective_scan(**xc, backend="triton")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+def test_forced_triton_on_cpu_under_the_interpreter(x):
+    from rrg_tutorial import scan_triton
+    if not scan_triton.INTERPRETED: pytest.skip("TRITON_INTERPRET was not set at import")
+    assert available_backends("cpu")["triton"] is None
+    assert choose_backend(*(x[k] for k in ("u", "delta", "A", "B", "C"))) != "triton"   # never chosen on a CPU
+    out = selective_scan(**x, delta_softplus=True, backend="triton")
+    assert last_backend() == "triton"
+    torch.testing.assert_close(out, mamba_ssm_reference()(**x, delta_softplus=True), rtol=6e-4, atol=2e-3)
+
+
+def test_triton_refused_clearly_without_interpreter(x, monkeypatch):
+    from rrg_tutorial import scan_triton
+    monkeypatch.setattr(scan_triton, "INTERPRETED", False)
+    assert "TRITON_INTERPRET=1" in available_backends("cpu")["triton"]
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"): selective_scan(**x, backend="triton")
+
+
+def test_cuda_kernel_dtype_rules():
+    "What mamba-ssm's CUDA kernel would reject is routed elsewhere instead of failing inside it."
+    u = torch.zeros(1, 2, 4, dtype=torch.bfloat16)
+    A, Bv, Bc = torch.zeros(2, 3), torch.zeros(1, 3, 4, dtype=torch.bfloat16), torch.zeros(2, 3)
+    ok = scan._cuda_kernel_problem(u, u, A, Bv, Bc, torch.zeros(2), u, torch.zeros(2))
+    assert ok is None
+    assert "fp32 A" in scan._cuda_kernel_problem(u, u, A.double(), Bv, Bc, None, None, None)
+    assert "variable B" in scan._cuda_kernel_problem(u, u, A, Bv.float(), Bc, None, None, None)
+    assert "constant C" in scan._cuda_kernel_problem(u, u, A, Bv, Bc.half(), None, None, None)
+    assert "fp32 D" in scan._cuda_kernel_problem(u, u, A, Bv, Bc, torch.zeros(2, dtype=torch.bfloat16), None, None)
+    assert "fp32/fp16/bf16 u" in scan._cuda_kernel_problem(u.double(), u, A, Bv, Bc, None, None, None)
+    assert "N <= 256" in scan._cuda_kernel_problem(u, u, torch.zeros(2, 300), Bv, Bc, None, None, None)
