@@ -2,8 +2,8 @@
 import itertools, sys
 import pytest
 import torch
-from rrg_tutorial.scan_ref import (ScanInfo, check_scan_inputs, mamba_ssm_reference, random_scan_inputs,
-                                   selective_scan_ref)
+from rrg_tutorial.scan_ref import (ScanInfo, check_scan_inputs, import_mamba_ssm, mamba_ssm_reference,
+                                   random_scan_inputs, selective_scan_ref)
 
 MAMBA_REF = mamba_ssm_reference(required=False)
 needs_mamba = pytest.mark.skipif(MAMBA_REF is None, reason="mamba-ssm is not installed")
@@ -180,3 +180,80 @@ def test_mamba_ssm_reference_leaves_no_stub():
     mod = sys.modules.get("selective_scan_cuda")
     assert mod is None or hasattr(mod, "fwd"), "an empty selective_scan_cuda stand-in was left in sys.modules"
     assert mamba_ssm_reference() is MAMBA_REF
+
+
+def test_forgetting_curve():
+    from rrg_tutorial.scan_ref import forgetting_curve
+    kept = forgetting_curve(0.2, -2.0, L=20, remember_at=3, reset_at=10, reset_delta=4.0)
+    assert kept.shape == (2, 20) and (kept[:, :3] == 0).all()
+    torch.testing.assert_close(kept[0, 3:10], torch.exp(-0.4 * torch.arange(7.0)))
+    torch.testing.assert_close(kept[0, 10], kept[0, 9] * torch.exp(torch.tensor(-8.0)))
+    torch.testing.assert_close(kept[1, 10:], torch.exp(-0.4 * torch.arange(10.0)))
+    with pytest.raises(ValueError, match="negative"): forgetting_curve(0.1, 1.0)
+    with pytest.raises(ValueError, match="positive"): forgetting_curve(0.0, -1.0)
+    with pytest.raises(ValueError, match="must lie in"): forgetting_curve(0.1, -1.0, L=8, reset_at=8)
+
+
+def test_forgetting_explorer_builds_and_redraws():
+    import matplotlib
+    matplotlib.use("Agg")
+    import ipywidgets
+    from rrg_tutorial.scan_ref import forgetting_explorer, plot_forgetting
+    w = forgetting_explorer(L=32)
+    assert isinstance(w, ipywidgets.interactive)
+    sliders = {c.description: c for c in w.children if isinstance(c, ipywidgets.FloatSlider)}
+    assert set(sliders) == {"log10 Δ", "a", "reset Δ (0: off)"}
+    sliders["reset Δ (0: off)"].value = 2.0       # triggers a redraw through the callback
+    sliders["a"].value = -8.0
+    assert w.kwargs == {"log10_delta": -1.0, "a": -8.0, "reset_delta": 2.0}
+    fig = plot_forgetting(0.1, -1.0, 3.0, L=32)
+    assert len(fig.axes[0].lines) >= 2
+
+
+def _cut(x, sl):
+    return {k: (v[..., sl] if v is not None and v.dim() >= 3 else v) for k, v in x.items()}
+
+
+@pytest.mark.parametrize("kb,kc", [("const", "var"), ("var_g2", "const")])
+def test_initial_state_chains_pieces(kb, kc):
+    x = make(kb, kc, True, True, True, L=13)
+    full, h = selective_scan_ref(**x, delta_softplus=True, return_last_state=True)
+    outs, state = [], None
+    for sl in (slice(0, 1), slice(1, 6), slice(6, 13)):
+        o, state = selective_scan_ref(**_cut(x, sl), delta_softplus=True, return_last_state=True, initial_state=state)
+        outs.append(o)
+    torch.testing.assert_close(torch.cat(outs, -1), full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(state, h, rtol=1e-5, atol=1e-5)
+    # a zero initial state is the default
+    torch.testing.assert_close(selective_scan_ref(**x, initial_state=torch.zeros(2, 4, 3)), selective_scan_ref(**x))
+
+
+def test_gradcheck_fp64_initial_state():
+    x = make("var", "var", True, False, True, dtype=torch.float64, batch=1, dim=2, L=3, N=2)
+    x["initial_state"] = torch.randn(1, 2, 2, dtype=torch.float64)
+    names = [k for k, v in x.items() if v is not None]
+    for k in names: x[k].requires_grad_(True)
+    f = lambda *a: selective_scan_ref(**dict(zip(names, a)), return_last_state=True)
+    assert torch.autograd.gradcheck(f, tuple(x[k] for k in names))
+
+
+def test_initial_state_validation():
+    x = make("var", "var", False, False, False)
+    with pytest.raises(ValueError, match=r"initial_state must have shape \(batch, dim, N\) = \(2, 4, 3\)"):
+        check_scan_inputs(**x, initial_state=torch.zeros(2, 4))
+    with pytest.raises(TypeError, match="initial_state must be a floating-point"):
+        selective_scan_ref(**x, initial_state=torch.zeros(2, 4, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="initial_state must be a torch.Tensor"):
+        selective_scan_ref(**x, initial_state=0.0)
+
+
+def test_import_mamba_ssm_guards():
+    with pytest.raises(ValueError, match="mamba_ssm or one of its submodules"): import_mamba_ssm("torch")
+
+
+@needs_mamba
+def test_import_mamba_ssm_module():
+    mod = import_mamba_ssm("mamba_ssm.modules.mamba_simple")
+    assert hasattr(mod, "Mamba")
+    m = sys.modules.get("selective_scan_cuda")
+    assert m is None or hasattr(m, "fwd")
