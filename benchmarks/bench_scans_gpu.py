@@ -181,8 +181,15 @@ def main(argv=None):
                 fb = lambda: torch.autograd.grad(selective_scan(**x, delta_softplus=True, backend=n), grad_in, g)
                 for mode, fn, nbytes in (("fwd", fwd, b_fwd), ("fwd+bwd", fb, b_fwd + b_bwd)):
                     if mode == "fwd+bwd" and a.no_backward: continue
-                    with torch.no_grad() if mode == "fwd" else torch.enable_grad():
-                        t = timer(fn)
+                    try:
+                        with torch.no_grad() if mode == "fwd" else torch.enable_grad():
+                            t = timer(fn)
+                    except Exception as e:                               # e.g. out of memory: report and go on
+                        checks.append(dict(shape=shape, dtype=dt, backend=n, passed=False,
+                                           error=f"timing {mode}: {type(e).__name__}: {e}"[:300]))
+                        print(f"  {str(shape):22s} {dt} {mode:8s} {n:10s} FAILED to time: {checks[-1]['error']}")
+                        if device == "cuda": torch.cuda.empty_cache()
+                        continue
                     gbps = nbytes / (t["median_ms"] * 1e-3) / 1e9
                     rows.append(dict(shape=str(shape), dtype=dt, mode=mode, backend=n, **t, GB_s=gbps,
                                      pct_copy=100 * gbps * 1e9 / bw_copy,

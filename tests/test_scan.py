@@ -107,3 +107,20 @@ def test_cuda_kernel_dtype_rules():
     assert "fp32 D" in scan._cuda_kernel_problem(u, u, A, Bv, Bc, torch.zeros(2, dtype=torch.bfloat16), None, None)
     assert "fp32/fp16/bf16 u" in scan._cuda_kernel_problem(u.double(), u, A, Bv, Bc, None, None, None)
     assert "N <= 256" in scan._cuda_kernel_problem(u, u, torch.zeros(2, 300), Bv, Bc, None, None, None)
+
+
+def test_automatic_triton_failure_falls_back_with_a_warning(x, monkeypatch):
+    "If our Triton kernel cannot build on some GPU, automatic dispatch warns once and moves on; forcing still raises."
+    monkeypatch.setattr(scan, "_failed", {})
+    order = iter(["triton", CPU_DEFAULT])
+    monkeypatch.setattr(scan, "choose_backend", lambda *a: (lambda n: n if n not in scan._failed else CPU_DEFAULT)(next(order, CPU_DEFAULT)))
+    real_run = scan._run
+    def run(name, args, kw):
+        if name == "triton": raise RuntimeError("PTX assembly failed (simulated)")
+        return real_run(name, args, kw)
+    monkeypatch.setattr(scan, "_run", run)
+    with pytest.warns(RuntimeWarning, match="backend 'triton' failed .*simulated"):
+        out = selective_scan(**x)
+    assert last_backend() == CPU_DEFAULT and "simulated" in scan._failed["triton"]
+    torch.testing.assert_close(out, mamba_ssm_reference()(**x))
+    with pytest.raises(RuntimeError, match="simulated"): selective_scan(**x, backend="triton")
