@@ -62,6 +62,21 @@ def rel_err(p, q) -> float:
     return ((p.double() - q.double()).abs().max() / q.double().abs().max().clamp_min(1e-30)).item()
 
 
+def load1() -> float:
+    try: return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError): return 0.0
+
+
+def wait_for_quiet(limit, max_wait, log) -> float:
+    "Wait (at most max_wait s) until the 1-minute load average is at most `limit`; returns the seconds waited."
+    t0 = time.perf_counter()
+    while load1() > limit and time.perf_counter() - t0 < max_wait:
+        time.sleep(10)
+    waited = time.perf_counter() - t0
+    if waited > 1: log(f"  waited {waited:.0f} s for the load average to drop to {limit} (now {load1():.2f})")
+    return waited
+
+
 def bench_shape(shape, impls, ref_name, args, log):
     b, d, L, N = shape
     x = random_scan_inputs(b, d, L, N, requires_grad=True, seed=args.seed)
@@ -107,6 +122,10 @@ def main(argv=None):
     ap.add_argument("--tol", type=float, default=1e-3, help="max relative error vs mamba-ssm's reference before timing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the report to this file")
+    ap.add_argument("--wait-load", type=float, default=None,
+                    help="before each shape, wait until the 1-minute load average is at most this (shared machines)")
+    ap.add_argument("--wait-max", type=float, default=900, help="the longest wait for --wait-load, in seconds")
+    ap.add_argument("--note", default=None, help="a line of context written into the report's header")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.ref_repeats < 1: ap.error("--repeats and --ref-repeats must be >= 1")
     shapes = []
@@ -128,10 +147,13 @@ def main(argv=None):
     def out(s=""): print(s, flush=True); lines.append(s)
 
     start, load0 = datetime.datetime.now(), load()
-    results = {}
+    results, loads = {}, {}
     for shape in shapes:
         log(f"shape {shape}")
+        if args.wait_load is not None: wait_for_quiet(args.wait_load, args.wait_max, log)
+        l0 = load1()
         results[shape] = bench_shape(shape, impls, ref_name, args, log)
+        loads[shape] = (l0, load1())
 
     out("# Selective scans on the CPU: forward and forward+backward, side by side in one run")
     out(f"# command : python {' '.join(shlex.quote(a) for a in [os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))}")
@@ -139,7 +161,8 @@ def main(argv=None):
         f"torch {torch.__version__} on CPU, {torch.get_num_threads()} threads; Python {platform.python_version()}")
     out(f"# date    : {start:%Y-%m-%d %H:%M}; load average (1, 5, 15 min) at start {load0}, at end {load()}")
     out(f"# timing  : median of {args.repeats} interleaved runs for the fast scans, {args.ref_repeats} run(s) for each reference; "
-        "forward under no_grad")
+        "forward under no_grad" + (f"; each shape started once the 1-min load average was <= {args.wait_load}" if args.wait_load is not None else ""))
+    if args.note: out(f"# note    : {args.note}")
     out(f"# inputs  : random_scan_inputs(batch, dim, L, N) (mamba-ssm's test distributions), variable B and C, D, z, "
         "delta_bias, delta_softplus=True; fp32")
     out(f"# max err : largest |difference| over out and every input gradient, relative to the largest value of {ref_name}'s")
@@ -164,7 +187,8 @@ def main(argv=None):
         ratios = {k: v["fwd_bwd"] / c["fwd_bwd"] for k, v in res.items() if "reference" in k}
         if m: ratios["mambapy pscan"] = m["fwd_bwd"] / c["fwd_bwd"]
         verdict = all(v >= 50 for k, v in ratios.items() if "reference" in k) and (not m or ratios["mambapy pscan"] >= 1.5)
-        out(f"#   {str(shape):<20} " + ", ".join(f"{v:.1f}x vs {k}" for k, v in ratios.items()) + ("  -> met" if verdict else "  -> MISSED"))
+        out(f"#   {str(shape):<20} " + ", ".join(f"{v:.1f}x vs {k}" for k, v in ratios.items()) + ("  -> met" if verdict else "  -> MISSED")
+            + f"  (1-min load {loads[shape][0]:.1f} -> {loads[shape][1]:.1f})")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")

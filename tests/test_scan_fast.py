@@ -119,6 +119,15 @@ def test_chunked_is_invariant_to_chunk_size(L, sizes):
     for q in sizes: assert_same(out_last_grads(selective_scan_chunked, x, delta_softplus=True, chunk_size=q), base, 1e-10, f"L={L} Q={q}")
 
 
+@pytest.mark.parametrize("name", list(SCANS))
+@pytest.mark.parametrize("kb,kc", [("var", "var"), ("const", "var_g2")])
+def test_initial_state_matches_reference(name, kb, kc):
+    x = make(kb, kc, seed=5)
+    x["initial_state"] = torch.randn(2, 4, 3, dtype=torch.float64)
+    assert_same(out_last_grads(SCANS[name], x, delta_softplus=True), out_last_grads(selective_scan_ref, x, delta_softplus=True),
+                1e-10, f"{name} B={kb} C={kc}")
+
+
 @pytest.mark.parametrize("name", ["parallel", "chunked", "chunked_q3"] + (["mambapy"] if HAS_MAMBAPY else []))
 def test_initial_state_continues_a_split_sequence(name):
     x = make("var", "var_g2", L=20, seed=3)
@@ -191,9 +200,9 @@ def test_bad_input_is_rejected_with_a_clear_error():
     with pytest.raises(ValueError, match="chunk_size must be"): selective_scan_chunked(**x, chunk_size=True)
     with pytest.raises(ValueError, match=r"initial_state must have shape \(batch, dim, N\)"):
         selective_scan_chunked(**x, initial_state=torch.zeros(2, 4, 4))
-    with pytest.raises(TypeError, match="real floating-point"):
+    with pytest.raises(TypeError, match="initial_state must be a floating-point tensor"):
         selective_scan_parallel(**x, initial_state=torch.zeros(2, 4, 3, dtype=torch.int32))
-    with pytest.raises(TypeError, match="initial_state must be None or a tensor"):
+    with pytest.raises(TypeError, match="initial_state must be a torch.Tensor"):
         selective_scan_chunked(**x, initial_state=[0.0])
     with pytest.raises(TypeError, match="must be a bool"): selective_scan_chunked(**x, return_last_state=1)
     with pytest.raises(TypeError, match="real A only"):
