@@ -80,3 +80,51 @@ def test_cache_dir_respects_env(tmp_path, monkeypatch):
     p = cache_dir("a", "b")
     assert p == tmp_path / "d" / "a" / "b" and p.is_dir()
     assert repo_root(tmp_path) is None
+
+
+def test_device_for_falls_back_from_mps_with_a_message(monkeypatch, capsys):
+    import rrg_tutorial.core as core
+    from rrg_tutorial.core import device_for, mps_fallback_reason
+    mps = torch.device("mps")
+    monkeypatch.setattr(core, "get_device", lambda device=None: mps)   # as on a Mac, where get_device picks mps
+    assert device_for(torch.float64) == torch.device("cpu")
+    assert "MPS has no torch.float64" in capsys.readouterr().out
+    assert device_for(torch.float32) == mps and capsys.readouterr().out == ""
+    assert device_for(torch.float32, mps_ok=False, why="no cummax on MPS") == torch.device("cpu")
+    assert "no cummax on MPS" in capsys.readouterr().out
+    monkeypatch.undo()
+    assert device_for(torch.float64, "cpu") == torch.device("cpu")          # never changes a CPU or CUDA choice
+    assert mps_fallback_reason(torch.device("cpu"), torch.float64) is None
+
+
+def test_get_device_prefers_cuda_then_mps(monkeypatch):
+    import rrg_tutorial.core as core
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(core, "_mps_available", lambda: True)
+    assert core.get_device() == torch.device("mps")
+    monkeypatch.setattr(core, "_mps_available", lambda: False)
+    assert core.get_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert core.get_device() == torch.device("cuda")
+
+
+def test_package_data_file_finds_without_importing(tmp_path, monkeypatch):
+    import sys
+    from rrg_tutorial.core import package_data_file
+    pkg = tmp_path / "rrg_fake_datapkg"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('imported')\n")   # importing it would fail loudly
+    (pkg / "data" / "x.bin").write_bytes(b"123")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert package_data_file("rrg_fake_datapkg", "data", "x.bin") == pkg / "data" / "x.bin"
+    assert "rrg_fake_datapkg" not in sys.modules
+    with pytest.raises(FileNotFoundError, match="data/y.bin.*reinstall it"):
+        package_data_file("rrg_fake_datapkg", "data", "y.bin")
+    with pytest.raises(FileNotFoundError):
+        package_data_file("rrg_fake_datapkg", "data")                     # a folder is not a file
+    with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps nope==1\.0"):
+        package_data_file("rrg_no_such_pkg", "x", pip="--no-deps nope==1.0")
+    with pytest.raises(ModuleNotFoundError, match="pip install rrg-no-such-pkg"):
+        package_data_file("rrg_no_such_pkg", "x")
+    for bad in ("a.b", "", None):
+        with pytest.raises(ValueError, match="top-level import name"): package_data_file(bad, "x")

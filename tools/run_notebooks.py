@@ -3,6 +3,7 @@
     python tools/run_notebooks.py --profile cpu --out _runs/cpu      # make run
     python tools/run_notebooks.py --profile ci  --out _runs/ci       # make test (CI)
     python tools/run_notebooks.py --profile gpu --only 04 05         # selected lessons, full size
+    python tools/run_notebooks.py --profile ci --no-triton --only 02 03 04 05   # as on a machine without Triton
 
 Each notebook runs in a fresh kernel with `nbs/` as working directory and `profile` (plus any `-p name value`)
 injected into its `parameters` cell; the executed copy is written under --out, never into nbs/. Headline results
@@ -15,6 +16,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
+NOTRITON = ROOT / "tools" / "notriton"   # its sitecustomize.py makes `import triton` fail, as where it is not installed
+
+
+def hide_triton(environ=os.environ) -> str:
+    "Put tools/notriton first on PYTHONPATH in `environ` (inherited by the kernels papermill starts); returns it."
+    parts = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p) != NOTRITON]
+    environ["PYTHONPATH"] = os.pathsep.join([str(NOTRITON), *parts])
+    return environ["PYTHONPATH"]
 
 
 def numbered_notebooks(only: list[str] | None = None, nbs_dir: Path = NBS) -> list[Path]:
@@ -74,6 +83,8 @@ def main(argv=None):
                     help="extra parameter for every notebook (value parsed as JSON if it can be, else a string)")
     ap.add_argument("--nbs", default=str(NBS), help="folder of the notebooks (default nbs/)")
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    ap.add_argument("--no-triton", action="store_true",
+                    help="run as on a machine without Triton (macOS, Windows, CPU-only wheels): `import triton` fails")
     a = ap.parse_args(argv)
     out_dir = Path(a.out or ROOT / "_runs" / a.profile)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +93,9 @@ def main(argv=None):
         try: params[k] = json.loads(v)
         except json.JSONDecodeError: params[k] = v
     nbs = numbered_notebooks(a.only, Path(a.nbs))
-    print(f"running {len(nbs)} notebook(s), profile {a.profile!r}, executed copies in {out_dir}", flush=True)
+    if a.no_triton: hide_triton()
+    print(f"running {len(nbs)} notebook(s), profile {a.profile!r}{', without Triton' if a.no_triton else ''}, "
+          f"executed copies in {out_dir}", flush=True)
     rows = []
     for nb in nbs:
         r = run_one(nb, out_dir, params, a.timeout)
