@@ -49,3 +49,61 @@ def test_no_hard_coded_cuda(nb):
     for c in load(nb)["cells"]:
         if c["cell_type"] == "code":
             assert ".cuda()" not in src(c) and "CUDA_VISIBLE_DEVICES" not in src(c), f"{nb.name}: use rrg_tutorial.core.get_device"
+
+
+# ---- issue 17: the docs site shows the code each lesson teaches, in cells sized for reading ----------------------
+# nbdev's `rm_export` removes the source of `#| export`/`#| exporti` cells from the site (only a signature stays);
+# `#| exports` cells keep it. So a lesson that exports code must mark what it teaches `#| exports`.
+# Lessons whose exported code is all plumbing (imports, wiring), where `#| export` alone is right: name -> reason.
+EXPORT_ONLY_LESSONS: dict[str, str] = {}
+# Exported cells allowed over MAX_EXPORT_LINES: (notebook, first code line) -> reason.
+LONG_EXPORT_CELLS: dict[tuple[str, str], str] = {}
+MAX_EXPORT_LINES = 80
+
+
+def exported_cells(nb_path):
+    "(directives, code lines) of each exported code cell, parsed by nbdev's own directive parser."
+    from nbdev.process import extract_directives
+    from execnb.nbio import read_nb
+    out = []
+    for c in read_nb(nb_path).cells:
+        if c.cell_type != "code": continue
+        d = extract_directives(c, remove=True)
+        if d.keys() & {"export", "exports", "exporti"}:
+            out.append((d, [l for l in c.source.splitlines() if l.strip()]))
+    return out
+
+
+@pytest.mark.parametrize("nb", NUMBERED, ids=lambda p: p.name)
+def test_site_shows_exported_code_of_every_lesson(nb):
+    from nbdev.processors import _hide_dirs      # what rm_export hides: export, exporti, hide, default_exp
+    cells = exported_cells(nb)
+    if not cells or nb.name in EXPORT_ONLY_LESSONS: return
+    shown = [d for d, _ in cells if "exports" in d and not (d.keys() & _hide_dirs)]
+    assert shown, (f"{nb.name}: {len(cells)} exported cell(s), none marked `#| exports`, so the docs site shows "
+                   "none of the code this lesson teaches (mark the taught code `#| exports`; keep `#| export` "
+                   "for imports and plumbing, or list the lesson in EXPORT_ONLY_LESSONS with the reason)")
+
+
+@pytest.mark.parametrize("nb", NUMBERED, ids=lambda p: p.name)
+def test_exported_cells_are_sized_for_reading(nb):
+    long = [(len(lines), lines[0]) for _, lines in exported_cells(nb)
+            if len(lines) > MAX_EXPORT_LINES and (nb.name, lines[0]) not in LONG_EXPORT_CELLS]
+    assert not long, (f"{nb.name}: exported cell(s) over {MAX_EXPORT_LINES} non-blank lines (one idea per cell, "
+                      f"about 40 lines): " + "; ".join(f"{n} lines from {first[:60]!r}" for n, first in long))
+
+
+def test_site_rule_catches_hidden_code(tmp_path):
+    "The two checks above fail on a lesson that hides everything and on an 81-line exported cell."
+    def write(cells):
+        p = tmp_path / "98_x.ipynb"
+        p.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "source": s, "outputs": [],
+                                             "execution_count": None} for s in cells],
+                                 "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+        return p
+    with pytest.raises(AssertionError, match="none marked"):
+        test_site_shows_exported_code_of_every_lesson(write(["#| export\ndef f(): pass", "#| exports\n#| hide\nx=1"]))
+    test_site_shows_exported_code_of_every_lesson(write(["#| export\nimport os", "#|exports\ndef f(): pass"]))
+    with pytest.raises(AssertionError, match="81 lines"):
+        test_exported_cells_are_sized_for_reading(write(["#| exports\n" + "x = 1\n" * 81]))
+    test_exported_cells_are_sized_for_reading(write(["#| exports\n" + "x = 1\n\n" * 80]))
