@@ -6,12 +6,14 @@ export PATH := $(VENV_BIN):$(PATH)
 # Triton kernels run on the CPU through its interpreter when no GPU is present (set to 0 on a GPU box).
 export TRITON_INTERPRET ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 0 || echo 1)
 
-.PHONY: env run test test-fast lab docs export clean-nbs help
+.PHONY: env run test test-fast test-notriton lab docs export clean-nbs help
 help:
 	@echo "make run    execute every numbered notebook (CPU default profile) and print a summary table"
-	@echo "make test   nbdev clean/export leave no diff, pytest tests/, every notebook under the CI profile"
+	@echo "make test   nbdev clean/export leave no diff, pytest tests/, every notebook under the CI profile,"
+	@echo "            then the no-Triton check (make test-notriton)"
+	@echo "make test-notriton  the Triton-free tests and Part I lessons (ci) with 'import triton' failing"
 	@echo "make lab    JupyterLab with the project's kernel (LAB_ARGS=--no-browser on a remote box)"
-	@echo "make docs   nbdev_docs where Quarto is installed, else an offline HTML preview in _preview/"
+	@echo "make docs   nbdev_docs where Quarto is installed, else a preview of the site in _preview/ (offline)"
 
 env:
 	@bash tools/setup_env.sh
@@ -24,6 +26,18 @@ test: env
 	$(PY) tools/check_sync.py
 	$(PY) -m pytest -q tests/
 	$(PY) tools/run_notebooks.py --profile ci --out _runs/ci $(if $(NB),--only $(NB),)
+	$(if $(NB),,@$(MAKE) --no-print-directory test-notriton)
+
+# As on macOS, Windows or PyTorch's CPU-only wheels, where Triton does not exist: tools/notriton/sitecustomize.py
+# makes `import triton` fail. The tests (less the slow ones that never touch a scan) and the Part I lessons
+# (ci profile) must pass, with what needs Triton skipped and named.
+NOTRITON_SKIP_TESTS := test_metrics.py test_runner.py test_drr.py test_labeler.py test_reports.py test_tokenizer.py \
+                       test_data.py test_notebooks.py test_preview_docs.py
+NOTRITON_TESTS := $(filter-out $(addprefix tests/,$(NOTRITON_SKIP_TESTS)),$(sort $(wildcard tests/test_*.py)))
+NOTRITON_NBS ?= 02 03 04 05
+test-notriton: env
+	PYTHONPATH=$(CURDIR)/tools/notriton$(if $(PYTHONPATH),:$(PYTHONPATH),) $(PY) -m pytest -q -rs $(NOTRITON_TESTS)
+	$(PY) tools/run_notebooks.py --no-triton --profile ci --out _runs/ci-notriton --only $(NOTRITON_NBS)
 
 # pytest only (quick loop while developing)
 test-fast: env
@@ -38,7 +52,7 @@ docs: env
 	else \
 	  echo "Quarto is not installed (https://quarto.org/docs/get-started/): the real site is built by"; \
 	  echo "'nbdev_docs' on a machine with Quarto, or by .github/workflows/deploy.yaml."; \
-	  echo "Writing an offline HTML preview of the notebooks (with their committed outputs) to _preview/ instead."; \
+	  echo "Writing a preview of the site instead (nbdev's own docs processors, committed outputs, local math):"; \
 	  $(PY) tools/preview_docs.py --out _preview; \
 	fi
 

@@ -1,5 +1,5 @@
 """The course runner fails loudly: a failing notebook or one without a parameters cell gives a non-zero exit."""
-import json, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,3 +28,16 @@ def test_runner_reports_pass_fail_and_headlines(tmp_path):
     assert "no cell tagged 'parameters'" in r.stdout
     assert r.stdout.strip().splitlines()[-1] == "notebooks: 1 passed, 2 failed"
     assert (tmp_path / "out" / "01_ok.ipynb").exists() and not (nbs / "01_ok.ipynb.out").exists()
+
+
+def test_no_triton_hides_triton_from_child_processes():
+    "--no-triton puts tools/notriton first on PYTHONPATH: every child Python (papermill's kernels) lacks Triton."
+    sys.path.insert(0, str(ROOT / "tools"))
+    from run_notebooks import hide_triton, NOTRITON
+    env = {"PYTHONPATH": f"/somewhere{os.pathsep}{NOTRITON}"}
+    assert hide_triton(env).split(os.pathsep) == [str(NOTRITON), "/somewhere"]   # once, first
+    probe = ("import importlib.util, sys\nassert importlib.util.find_spec('triton') is None\n"
+             "try:\n    import triton\nexcept ModuleNotFoundError: print('no triton')")
+    r = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **env},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "no triton", r.stdout + r.stderr
