@@ -37,7 +37,8 @@ def site_page(nb: str | Path) -> str:
 
 
 _PROCESS = ("import sys; from pathlib import Path; from nbdev.serve_drv import main; "
-            "from nbdev.processors import FilterDefaults; main((Path(sys.argv[1]), Path(sys.argv[2]), FilterDefaults))")
+            "from nbdev.processors import FilterDefaults; "
+            "main((Path(sys.argv[1]), Path(sys.argv[2]), FilterDefaults))")
 
 
 def process_notebooks(nbs: list[Path], proc_dir: Path, workers: int = 2) -> list[Path]:
@@ -133,7 +134,8 @@ def install_mathjax(found: tuple[Path, int] | None, out: Path) -> str:
     if version == 2:
         return ("<script type='text/x-mathjax-config'>MathJax.Hub.Config({tex2jax: {" + delims + ", "
                 "processEnvironments: true}, TeX: {equationNumbers: {autoNumber: 'AMS'}}, messageStyle: 'none'});"
-                "</script>\n<script src='_static/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe'></script>")
+                "</script>\n<script src='_static/mathjax/MathJax.js"
+                "?config=TeX-AMS-MML_HTMLorMML-full,Safe'></script>")
     return ("<script>window.MathJax = {tex: {" + delims + ", tags: 'ams'}};</script>\n"
             "<script src='_static/mathjax/tex-chtml.js'></script>")
 
