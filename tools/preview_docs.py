@@ -18,7 +18,7 @@
    Debian's libjs-mathjax. Without one, equations show as TeX source and the tool says what to install.
 """
 from __future__ import annotations
-import argparse, html, json, os, re, shutil, subprocess, sys
+import argparse, html, importlib.util, os, re, shutil, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -106,10 +106,9 @@ def as_rendered(nb: dict) -> dict:
 def find_mathjax(explicit: str | None = None) -> tuple[Path, int] | None:
     "A local MathJax (its folder, major version 2 or 3), or None. See the module's docstring for where it looks."
     cands = [explicit, os.environ.get("RRG_MATHJAX")]
-    try:
-        from rrg_tutorial.core import package_data_file
-        cands.append(package_data_file("jupyter_server_mathjax", "static", "MathJax.js").parent)
-    except (ImportError, FileNotFoundError): pass
+    spec = importlib.util.find_spec("jupyter_server_mathjax")     # its files only: never imported
+    if spec is not None and spec.submodule_search_locations:
+        cands += [Path(d) / "static" for d in spec.submodule_search_locations]
     cands += [ROOT / "node_modules" / "mathjax", "/usr/share/javascript/mathjax", "/usr/share/nodejs/mathjax"]
     for c in filter(None, cands):
         d = Path(c).expanduser()
