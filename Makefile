@@ -53,7 +53,7 @@ docs: env
 	  echo "Quarto is not installed (https://quarto.org/docs/get-started/): the real site is built by"; \
 	  echo "'nbdev_docs' on a machine with Quarto, or by .github/workflows/deploy.yaml."; \
 	  echo "Writing a preview of the site instead (nbdev's own docs processors, committed outputs, local math):"; \
-	  $(PY) tools/preview_docs.py --out _preview; \
+	  $(PY) tools/preview_docs.py --out _preview $(PREVIEW_ARGS); \
 	fi
 
 export: env

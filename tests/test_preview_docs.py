@@ -71,7 +71,8 @@ def test_preview_shows_exports_hides_export_and_loads_nothing_remote(tmp_path):
           "nbformat": 4, "nbformat_minor": 5}
     src = tmp_path / "99_tiny.ipynb"
     src.write_text(json.dumps(nb))
-    proc = pd.process_notebooks([src], tmp_path / "_proc", workers=1)
+    proc, failed = pd.process_notebooks([src], tmp_path / "_proc", workers=1)
+    assert not failed, failed
     titles = pd.render(proc, tmp_path, "", "https://rrg-tutorial.github.io/rrg-tutorial",
                        {"99_tiny.ipynb": "tiny.html", "01_ssm.ipynb": "ssm.html"})
     assert titles == [("tiny.html", "Tiny")]
@@ -81,3 +82,17 @@ def test_preview_shows_exports_hides_export_and_loads_nothing_remote(tmp_path):
     assert "HIDDEN_TEST" not in page and "Export -" not in page
     assert 'href="ssm.html"' in page and "$x_t = \\bar A x_{t-1}$" in page
     assert "<script src=\"http" not in page and "require.js" not in page and "cdn" not in page.lower()
+
+
+def test_a_lesson_nbdev_docs_cannot_process_is_reported(tmp_path):
+    "nbdev runs cells that mix imports with code while documenting; one that fails there fails nbdev_docs too."
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                     "source": "#| export\ndef f(): pass"},
+                    {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                     "source": "import os\nx = undefined_name"}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    src = tmp_path / "97_bad.ipynb"
+    src.write_text(json.dumps(nb))
+    done, failed = pd.process_notebooks([src], tmp_path / "_proc", workers=1)
+    assert done == [] and "undefined_name" in failed["97_bad.ipynb"]

@@ -3,6 +3,7 @@
     python tools/preview_docs.py --out _preview            # make docs (without Quarto)
     python tools/preview_docs.py --only 00 index           # a few pages
     python tools/preview_docs.py --mathjax DIR             # MathJax from DIR (MathJax.js of v2, or es5/ of v3)
+    python tools/preview_docs.py --no-triton               # as the site's build does (CPU wheels: no Triton)
 
 1. nbdev's own processing, the step `nbdev_docs` runs before Quarto: every notebook goes through
    `nbdev.serve_drv.main` with `nbdev.processors.FilterDefaults` (the processors settings.ini selects). So a
@@ -41,17 +42,22 @@ _PROCESS = ("import sys; from pathlib import Path; from nbdev.serve_drv import m
             "main((Path(sys.argv[1]), Path(sys.argv[2]), FilterDefaults))")
 
 
-def process_notebooks(nbs: list[Path], proc_dir: Path, workers: int = 2) -> list[Path]:
-    "Run nbdev's docs processors on `nbs`, each in a fresh Python as nbdev does, writing to `proc_dir`."
+def process_notebooks(nbs: list[Path], proc_dir: Path, workers: int = 2,
+                      no_triton: bool = False) -> tuple[list[Path], dict[str, str]]:
+    "Run nbdev's docs processors on `nbs` (a fresh Python each, as nbdev does) into `proc_dir`: (done, {failed: why})."
     proc_dir.mkdir(parents=True, exist_ok=True)
-    def one(nb: Path) -> Path:
+    env = dict(os.environ)
+    if no_triton:   # tools/notriton/sitecustomize.py makes `import triton` fail, as with PyTorch's CPU wheels
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tools" / "notriton"), env.get("PYTHONPATH")]))
+    def one(nb: Path) -> tuple[Path, str]:
         dst = proc_dir / nb.name
+        dst.unlink(missing_ok=True)
         r = subprocess.run([sys.executable, "-c", _PROCESS, str(nb), str(dst)], cwd=ROOT,  # settings.ini from cwd
-                           capture_output=True, text=True)
-        if r.returncode: raise RuntimeError(f"nbdev's processors failed on {nb.name}:\n{r.stderr[-3000:]}")
-        return dst
+                           capture_output=True, text=True, env=env)
+        return dst, (r.stderr[-3000:] if r.returncode or not dst.exists() else "")
     with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
-        return list(ex.map(one, nbs))
+        results = list(ex.map(one, nbs))
+    return [d for d, err in results if not err], {d.name: err for d, err in results if err}
 
 
 # ---------------------------------------------------------------- 2. Quarto's cell options, for nbconvert
@@ -227,6 +233,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", help="only notebooks whose name starts with one of these")
     ap.add_argument("--mathjax", help="a local MathJax folder (MathJax.js of v2, or v3's package with es5/)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-triton", action="store_true",
+                    help="process as the site's build does with PyTorch's CPU wheels: `import triton` fails")
     a = ap.parse_args(argv)
     out = ROOT / a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +243,10 @@ def main(argv=None) -> int:
     nbs = [p for p in every if not a.only or any(p.name.startswith(o) for o in a.only)]
     if not nbs: raise SystemExit(f"--only {a.only}: no notebook in nbs/ starts with that")
     print(f"nbdev's docs processors on {len(nbs)} notebook(s) ...", flush=True)
-    proc = process_notebooks(nbs, out / "_proc", a.workers)
+    proc, failed = process_notebooks(nbs, out / "_proc", a.workers, a.no_triton)
+    for name, err in failed.items():   # nbdev_docs would stop here: it runs the same processors
+        print(f"FAILED {name}: nbdev's docs processors raised (so would nbdev_docs):\n{err}\n", file=sys.stderr)
+    nbs = [p for p in nbs if p.name not in failed]
     found = find_mathjax(a.mathjax)
     print(f"math: MathJax {found[1]} from {found[0]}" if found else f"math: {NO_MATHJAX_HINT}")
     titles = render(proc, out, install_mathjax(found, out), _site_url(), {p.name: site_page(p) for p in every})
@@ -245,8 +256,9 @@ def main(argv=None) -> int:
     (out / "contents.html").write_text("<!doctype html><meta charset=utf-8><title>rrg-tutorial</title>"
                                        "<h1>rrg-tutorial: offline preview of the docs site</h1>"
                                        f"{note}<ol>{items}</ol>", encoding="utf-8")
-    print(f"preview written: {out / 'contents.html'} ({len(nbs)} pages)")
-    return 0
+    print(f"preview written: {out / 'contents.html'} ({len(nbs)} pages)"
+          + (f"; FAILED, no page: {', '.join(sorted(failed))}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
