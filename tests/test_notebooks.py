@@ -107,3 +107,25 @@ def test_site_rule_catches_hidden_code(tmp_path):
     with pytest.raises(AssertionError, match="81 lines"):
         test_exported_cells_are_sized_for_reading(write(["#| exports\n" + "x = 1\n" * 81]))
     test_exported_cells_are_sized_for_reading(write(["#| exports\n" + "x = 1\n\n" * 80]))
+
+
+@pytest.mark.parametrize("nb", NUMBERED, ids=lambda p: p.name)
+def test_docs_build_runs_no_lesson_code(nb):
+    """nbdev's docs build (nbdev_docs, and tools/preview_docs.py) executes every cell holding an import, hidden or
+    not, to document the exports; in a cell that also does other work, that work runs without the notebook's
+    state (NameError on `P`) or takes minutes. nbdev warns "Found cells containing imports and other code": here it
+    fails. Keep imports in import-only cells."""
+    import ast
+    from nbdev.processors import _ast_contains
+    from nbdev.process import extract_directives
+    from execnb.nbio import read_nb
+    bad = []
+    for c in read_nb(nb).cells:
+        if c.cell_type != "code" or "nbdev_export()" in c.source: continue
+        d = extract_directives(c, remove=True)
+        if d.keys() & {"export", "exports", "exporti", "exec_doc"} or d.get("eval:", [""])[0].lower() == "false":
+            continue
+        trees = c.parsed_()
+        if trees and _ast_contains(trees, (ast.Import, ast.ImportFrom)) and _ast_contains(trees, (ast.Expr, ast.Assign)):
+            bad.append(c.source.strip().splitlines()[0][:70])
+    assert not bad, f"{nb.name}: cells mixing imports with other code (the docs build runs them): {bad}"
