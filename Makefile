@@ -29,14 +29,14 @@ test: env
 	$(if $(NB),,@$(MAKE) --no-print-directory test-notriton)
 
 # As on macOS, Windows or PyTorch's CPU-only wheels, where Triton does not exist: tools/notriton/sitecustomize.py
-# makes `import triton` fail. The tests (less the slow ones that never touch a scan) and the Part I lessons
+# makes `import triton` fail. The tests (less the slow ones that never touch a scan; all of them run, whatever fails) and the Part I lessons
 # (ci profile) must pass, with what needs Triton skipped and named.
 NOTRITON_SKIP_TESTS := test_metrics.py test_runner.py test_drr.py test_labeler.py test_reports.py test_tokenizer.py \
                        test_data.py test_notebooks.py test_preview_docs.py
 NOTRITON_TESTS := $(filter-out $(addprefix tests/,$(NOTRITON_SKIP_TESTS)),$(sort $(wildcard tests/test_*.py)))
 NOTRITON_NBS ?= 02 03 04 05
 test-notriton: env
-	PYTHONPATH=$(CURDIR)/tools/notriton$(if $(PYTHONPATH),:$(PYTHONPATH),) $(PY) -m pytest -q -rs $(NOTRITON_TESTS)
+	PYTHONPATH=$(CURDIR)/tools/notriton$(if $(PYTHONPATH),:$(PYTHONPATH),) $(PY) -m pytest -q -rs --continue-on-collection-errors $(NOTRITON_TESTS)
 	$(PY) tools/run_notebooks.py --no-triton --profile ci --out _runs/ci-notriton --only $(NOTRITON_NBS)
 
 # pytest only (quick loop while developing)
