@@ -29,8 +29,8 @@ test: env
 	$(if $(NB),,@$(MAKE) --no-print-directory test-notriton)
 
 # As on macOS, Windows or PyTorch's CPU-only wheels, where Triton does not exist: tools/notriton/sitecustomize.py
-# makes `import triton` fail. The tests (less the slow ones that never touch a scan; all of them run, whatever fails) and the Part I lessons
-# (ci profile) must pass, with what needs Triton skipped and named.
+# makes `import triton` fail. The tests (less the slow ones that never touch a scan; every file runs even if one
+# fails to import) and the Part I lessons (ci profile) must pass, with what needs Triton skipped and named.
 NOTRITON_SKIP_TESTS := test_metrics.py test_runner.py test_drr.py test_labeler.py test_reports.py test_tokenizer.py \
                        test_data.py test_notebooks.py test_preview_docs.py
 NOTRITON_TESTS := $(filter-out $(addprefix tests/,$(NOTRITON_SKIP_TESTS)),$(sort $(wildcard tests/test_*.py)))
