@@ -7,6 +7,15 @@ def test_classes_in_chexpert_order():
     assert len(CHEXPERT_CLASSES) == 14 and CHEXPERT_CLASSES[0] == "No Finding" and CHEXPERT_CLASSES[-1] == "Support Devices"
 
 
+def test_mesh_rules_variant():
+    from rrg_tutorial.labeler import MESH_RULES, MeshRule
+    tag = ["Markings/lung/interstitial/prominent"]
+    assert mesh_to_chexpert(tag)["Lung Opacity"] == 0.0                     # the shared reference is unchanged
+    extra = MESH_RULES + [MeshRule("Lung Opacity", "Markings", any_of=("interstitial",))]
+    assert mesh_to_chexpert(tag, extra)["Lung Opacity"] == 1.0
+    assert mesh_labels([tag], extra)["Lung Opacity"].tolist() == [1.0]
+
+
 def test_mesh_to_chexpert():
     assert mesh_to_chexpert(["normal"]) == {c: float(c == "No Finding") for c in CHEXPERT_CLASSES}
     m = mesh_to_chexpert(["Pleural Effusion/right/small", "Opacity/ribs/left", "Catheters, Indwelling/right"])
@@ -57,6 +66,7 @@ import pandas as pd
     ("No pneumothorax\nLarge right pleural effusion\nCardiomegaly", "Cardiomegaly", 1.0),
     ("No pneumothorax\nLarge right pleural effusion\nCardiomegaly", "Pneumothorax", 0.0),
     ("No focal consolidation or\npleural effusion.", "Pleural Effusion", 0.0),
+    ("no pneumothorax\nlarge right pleural effusion", "Pleural Effusion", 1.0),
     # phrase gaps against CheXpert's lists
     ("Massive hiatal hernia.", "Lung Lesion", np.nan),
     ("There is a mass in the left upper lobe.", "Lung Lesion", 1.0),
@@ -103,6 +113,9 @@ def test_bad_input_clear_errors():
         with pytest.raises(TypeError, match="expected a .*\\(a str\\), got NoneType"): fn(None)
     with pytest.raises(TypeError, match="got int"): label_report(5)
     with pytest.raises(TypeError, match="a sentence"): mention_status(None, 0, 1)
+    from rrg_tutorial.labeler import clause_bounds, MeshRule
+    with pytest.raises(TypeError, match="a sentence"): clause_bounds(None, 0, 1)
+    with pytest.raises(TypeError, match="a MeSH term"): MeshRule("Edema", "Pulmonary Edema").matches(None)
     with pytest.raises(TypeError, match="list of report strings"): chexpert_labels(None)
     with pytest.raises(TypeError, match="item 1 is float"): chexpert_labels(["ok", float("nan")])
     with pytest.raises(TypeError, match="list of MeSH term strings"): mesh_to_chexpert(None)
@@ -116,8 +129,11 @@ def test_split_sentences_newlines():
     from rrg_tutorial.labeler import split_sentences
     assert split_sentences("No pneumothorax\nLarge effusion\r\nCardiomegaly") == \
         ["no pneumothorax", "large effusion", "cardiomegaly"]
-    assert split_sentences("A left IJ central venous line\n ends in the low SVC.") == \
-        ["a left ij central venous line ends in the low svc."]
+    assert split_sentences("A left internal jugular central venous line\n ends in the low SVC.") == \
+        ["a left internal jugular central venous line ends in the low svc."]          # hard-wrapped: long line
+    assert split_sentences("No consolidation or\npleural effusion.") == \
+        ["no consolidation or pleural effusion."]                                      # ends mid-phrase
+    assert split_sentences("no pneumothorax\nlarge effusion") == ["no pneumothorax", "large effusion"]
     assert split_sentences("no effusion\n\nlungs clear") == ["no effusion", "lungs clear"]   # blank line
 
 
