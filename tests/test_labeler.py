@@ -60,6 +60,19 @@ import pandas as pd
     ("Minimal patchy airspace disease within the lingula, may reflect atelectasis or consolidation.",
      "Consolidation", -1.0),
     ("A small effusion may be present.", "Pleural Effusion", -1.0),
+    ("Bibasilar opacities could reflect atelectasis or pneumonia.", "Lung Opacity", 1.0),
+    ("Bibasilar opacities could reflect atelectasis or pneumonia.", "Pneumonia", -1.0),
+    ("Opacity in the right lower lobe, which may represent pneumonia.", "Lung Opacity", 1.0),
+    ("Left basilar opacity likely represents atelectasis.", "Lung Opacity", 1.0),
+    ("Right effusion or atelectasis.", "Pleural Effusion", -1.0),
+    ("Effusion versus atelectasis.", "Pleural Effusion", -1.0),
+    ("Cardiac silhouette is questionably enlarged.", "Cardiomegaly", -1.0),
+    ("The heart size is probably mildly enlarged.", "Cardiomegaly", -1.0),
+    ("Mediastinal contours are possibly widened.", "Enlarged Cardiomediastinum", -1.0),
+    # negation scope ends at "and the" / "there" + verb
+    ("The heart is not enlarged, and there may be a small effusion.", "Pleural Effusion", -1.0),
+    ("Negative for pneumonia and the heart is enlarged.", "Cardiomegaly", 1.0),
+    ("Negative for pneumonia and the heart is enlarged.", "Pneumonia", 0.0),
     ("Pneumonia is possible.", "Pneumonia", -1.0),
     # a newline ends a sentence; a hard-wrapped line starting in lower case does not
     ("No pneumothorax\nLarge right pleural effusion\nCardiomegaly", "Pleural Effusion", 1.0),
@@ -157,6 +170,8 @@ def _cpu_cost(fn, repeats=3):
 
 
 @pytest.mark.parametrize("unit", [
+    "the heart size is normal and there is no focal airspace disease or effusion in\n",   # hard-wrapped lines
+    "no effusion and\n",                                                            # short lines ending mid-phrase
     "heart size normal no pneumothorax or effusion the heart may be enlarged opacity may represent atelectasis ",
     "heart ",                                     # many starts for the heart patterns' bounded gaps
     "no " * 30 + "effusion ",                     # long negation runs
