@@ -16,13 +16,19 @@ from rrg_tutorial.reports import iu_split
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n-studies", type=int, default=200); ap.add_argument("--full", action="store_true")
+    ap.add_argument("--n-studies", type=int, default=200)
+    ap.add_argument("--full", action="store_true")
     a = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f}")
-    t0 = time.perf_counter(); ph = drr.chest_phantom(); print(f"phantom from the cache: {time.perf_counter() - t0:.2f} s")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, load "
+          f"average {os.getloadavg()[0]:.1f}")
+    t0 = time.perf_counter()
+    ph = drr.chest_phantom()
+    print(f"phantom from the cache: {time.perf_counter() - t0:.2f} s")
     study = [drr.Finding("Pleural Effusion", "left", severity="moderate"), drr.Finding("Cardiomegaly", severity="severe"),
              drr.Finding("Consolidation", "right", "lower")]
-    hu, lab, _, names = drr.load_chest_ct(); mu = drr.clean_ct_mu(hu, lab, names); del hu, lab
+    hu, lab, _, names = drr.load_chest_ct()
+    mu = drr.clean_ct_mu(hu, lab, names)
+    del hu, lab
     print(bench_table({"insert into CT + re-project": lambda: drr.insert_and_reproject(ph, study, 7, mu),
                        "base + projected change": lambda: drr.fast_line_integrals(ph, study, 7)},
                       warmup=1, repeats=3, title="one study, line integrals").round(2).to_string(), "\n")
@@ -40,7 +46,9 @@ def main():
     for n in sizes:
         for w in (1, 2):
             out = tempfile.mkdtemp()
-            t0 = time.perf_counter(); drr.build_iu_offline(out, n_studies=n, workers=w, verbose=False); dt = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            drr.build_iu_offline(out, n_studies=n, workers=w, verbose=False)
+            dt = time.perf_counter() - t0
             shutil.rmtree(out)
             m = len(df) if n is None else n
             rows.append(dict(studies=m, workers=w, seconds=round(dt, 1), studies_per_s=round(m / dt, 1)))

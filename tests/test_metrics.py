@@ -106,3 +106,23 @@ def test_ce_errors():
     lab = chexpert_labels(["a"])
     with pytest.raises(ValueError, match="uncertain_as"): ce_per_class(lab, lab, 0.5)
     with pytest.raises(ValueError, match="14 CHEXPERT_CLASSES"): ce_per_class(lab.iloc[:, :3], lab)
+
+
+@needs_java
+def test_all_empty_references_and_text_encoding_errors(scorer):
+    with pytest.raises(ValueError, match="all 2 references are empty"): scorer(["", " ||| "], ["a .", "b ."])
+    assert scorer(REFS[:2], ["", ""])["BLEU_1"] < 1e-6                      # empty hypotheses: defined zeros
+    with pytest.raises(ValueError, match=r"hypotheses\[1\] cannot be encoded as UTF-8"):
+        scorer(REFS[:2], ["a .", "b \ud800 ."])
+    with pytest.raises(ValueError, match="truncate_references must be an int"): scorer(REFS, HYPS, truncate_references=2.5)
+    assert scorer(REFS, HYPS)["BLEU_1"] >= 0                                  # the process survived the bad calls
+
+
+def test_metrics_bad_arguments_before_java():
+    with pytest.raises(ValueError, match="all 1 references are empty"): nlg_scores([""], ["a"])
+    with pytest.raises(ValueError, match="max_words must be an int >= 1"): NLGScorer(max_words=0)
+    with pytest.raises(ValueError, match="references are empty"): ce_scores(["", ""], ["a", "b"])
+    lab = chexpert_labels(["a"])
+    with pytest.raises(ValueError, match="reference_labels: expected a DataFrame"): ce_per_class(None, lab)
+    with pytest.raises(KeyError, match="expected the dict returned by ce_scores"): ce_table({"ce_micro_f1": 1.0})
+    with pytest.raises(KeyError, match="expected the dict returned by ce_scores"): ce_table(None)

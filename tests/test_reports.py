@@ -85,3 +85,59 @@ def test_plots_work_from_the_library(df):
     from rrg_tutorial.reports import plot_report_lengths, plot_vocabulary_growth
     assert plot_report_lengths(df.iloc[:200]).get_xlabel() == "words per report"
     assert plot_vocabulary_growth(df.findings.iloc[:200].tolist()).get_ylabel() == "distinct words"
+
+
+def test_r2gen_iu_id_of_one_image_id():
+    assert r2gen_iu_id("CXR1_1_IM-0001-3001") == "CXR1_1_IM-0001"          # was 'C': the string read as a list
+    with pytest.raises(TypeError, match=r"image_ids\[0\] must be a str"): r2gen_iu_id([None])
+
+
+def test_text_helpers_refuse_none():
+    from rrg_tutorial.reports import mesh_heading
+    for f in (words, sentences, mesh_heading):
+        with pytest.raises(TypeError, match="must be a str, got NoneType"): f(None)
+    with pytest.raises(TypeError, match="bytes or str"): parse_iu_xml(None)
+
+
+@pytest.mark.parametrize("bad", [None, 5, ["Heart normal."], {"text": "x"}])
+def test_a_report_that_is_not_a_string(tmp_path, bad):
+    p = tmp_path / "annotation.json"
+    items = [{"id": "a", "report": "Heart normal.", "image_path": ["a.png"]},
+             {"id": "b", "report": bad, "image_path": ["b.png"]}]
+    p.write_text(json.dumps({"train": [], "val": items, "test": []}))
+    with pytest.raises(ValueError, match=r"annotation.json: item 1 of 'val' \(id 'b'\) has a report of type"):
+        read_r2gen_annotation(p)
+    with pytest.warns(UserWarning, match="skipped 1 malformed"):
+        df = read_r2gen_annotation(p, skip_bad=True)
+    assert df.id.tolist() == ["a"] and df.report.tolist() == ["Heart normal."] and len(df.attrs["skipped"]) == 1
+
+
+def test_annotation_split_keys_and_image_paths(tmp_path):
+    p = tmp_path / "annotation.json"
+    p.write_text(json.dumps({"train": [], "validation": [], "test": []}))
+    with pytest.raises(ValueError, match="unknown split key.*'validation'.*called 'val'"): read_r2gen_annotation(p)
+    p.write_text(json.dumps({"train": [{"id": "a", "report": "r", "image_path": [None]}]}))
+    with pytest.raises(ValueError, match="item 0 of 'train'.*list of str"): read_r2gen_annotation(p)
+    p.write_text(json.dumps({"train": ["not an item"]}))
+    with pytest.raises(ValueError, match="item 0 of 'train' is a str"): read_r2gen_annotation(p)
+    p.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match="annotation.json is not JSON"): read_r2gen_annotation(p)
+
+
+def test_nan_findings_are_absent_not_the_text_nan(df):
+    sp = iu_split(df).head(4)
+    csv = sp.assign(findings=[sp.findings.iloc[0], float("nan"), None, "  "])
+    assert iu_split(csv).study_id.tolist() == [sp.study_id.iloc[0]]
+    ann = to_r2gen_annotation(csv)
+    reports = [it["report"] for v in ann.values() for it in v]
+    assert reports == [sp.findings.iloc[0]] and "nan" not in json.dumps(ann)
+    with pytest.raises(TypeError, match="findings must be str.*row 1 holds int"):
+        iu_split(csv.assign(findings=[sp.findings.iloc[0], 5, None, ""]))
+
+
+def test_package_data_file_names_the_package():
+    from rrg_tutorial.reports import _package_data_file
+    with pytest.raises(FileNotFoundError, match="no_such_pkg_xyz package, which is not installed: pip install it"):
+        _package_data_file("no_such_pkg_xyz", "data", "x.csv", install="pip install it")
+    with pytest.raises(FileNotFoundError, match="expected data/nope.tgz inside the installed torchxrayvision"):
+        _package_data_file("torchxrayvision", "data", "nope.tgz", install="pip install torchxrayvision")

@@ -74,3 +74,35 @@ def test_iu_vocabulary_size_on_real_train_split():
     assert 700 < tok.vocab_size < 950
     assert all(tok.decode(tok.encode(r, truncate=False)) == " ".join(w if w in tok.token2idx else UNK for w in tok.clean(r).split())
                for r in sp.findings[:500])
+
+
+def test_a_string_is_not_a_list():
+    tok = ReportTokenizer.from_reports(TRAIN, threshold=1)
+    with pytest.raises(TypeError, match="vocab must be a list of words"): ReportTokenizer("heart")
+    with pytest.raises(TypeError, match="reports must be a list"): tok.encode_batch("heart")
+    with pytest.raises(TypeError, match="ids must be a list"): tok.decode("123")
+    with pytest.raises(TypeError, match="batch must be a list"): tok.decode_batch("123")
+    with pytest.raises(TypeError, match="reports must be a list"): ReportTokenizer.from_reports("heart normal")
+    with pytest.raises(TypeError, match="reports must be a list"): ReportTokenizer.from_reports(None)
+    with pytest.raises(ValueError, match="non-empty words"): ReportTokenizer(["heart", None])
+
+
+@pytest.mark.parametrize("n", [0, 1, -5, 2.5, True])
+def test_max_seq_length_is_never_silently_replaced(n):
+    with pytest.raises(ValueError, match="max_seq_length must be an int >= 2"): ReportTokenizer(["a"], max_seq_length=n)
+    assert ReportTokenizer(["a"], max_seq_length=None).max_seq_length == 60
+    assert ReportTokenizer(["a"], max_seq_length=2).max_seq_length == 2
+
+
+@pytest.mark.parametrize("damage", ["half", "not json", "empty object", "missing key", "bad vocab", "bytes"])
+def test_damaged_vocabulary_file_names_the_file(tmp_path, damage):
+    path = ReportTokenizer.from_reports(TRAIN, threshold=1).save(tmp_path / "vocab.json")
+    good = path.read_text(encoding="utf-8")
+    d = json.loads(good)
+    if damage == "half": path.write_text(good[: len(good) // 2])
+    elif damage == "not json": path.write_text("vocab: [heart]")
+    elif damage == "empty object": path.write_text("{}")
+    elif damage == "missing key": path.write_text(json.dumps({k: v for k, v in d.items() if k != "dataset"}))
+    elif damage == "bad vocab": path.write_text(json.dumps({**d, "vocab": "heart"}))
+    else: path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="vocab.json"): ReportTokenizer.load(path)
