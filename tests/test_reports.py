@@ -135,9 +135,9 @@ def test_nan_findings_are_absent_not_the_text_nan(df):
         iu_split(csv.assign(findings=[sp.findings.iloc[0], 5, None, ""]))
 
 
-def test_package_data_file_names_the_package():
-    from rrg_tutorial.reports import _package_data_file
-    with pytest.raises(FileNotFoundError, match="no_such_pkg_xyz package, which is not installed: pip install it"):
-        _package_data_file("no_such_pkg_xyz", "data", "x.csv", install="pip install it")
-    with pytest.raises(FileNotFoundError, match="expected data/nope.tgz inside the installed torchxrayvision"):
-        _package_data_file("torchxrayvision", "data", "nope.tgz", install="pip install torchxrayvision")
+def test_iu_archive_path_uses_the_package_data_helper(monkeypatch):
+    import rrg_tutorial.reports as R
+    assert R.iu_archive_path().name == R.IU_ARCHIVE_NAME
+    monkeypatch.setattr(R, "IU_ARCHIVE_NAME", "nope.tgz")
+    with pytest.raises(FileNotFoundError, match=r"data/nope.tgz is not in the installed package 'torchxrayvision'"):
+        R.iu_archive_path()
