@@ -83,3 +83,24 @@ def test_attention_with_dpb_breaks_permutation_equivariance_and_trains_mlp():
     with torch.no_grad(): assert (att(p(x)) - p(att(x))).abs().max() > 1e-4
     att(x).sum().backward()
     assert all(q.grad is not None and q.grad.abs().sum() > 0 for q in att.pos_bias.parameters())
+
+
+BAD_DPB = [
+    (lambda: PosEncGenerator(0), "positive ints"),
+    (lambda: PosEncGenerator(4, kernel_size=-1), "positive ints"),
+    (lambda: PosEncGenerator(4)(torch.randn(0, 9, 4), (3, 3)), "non-empty"),
+    (lambda: PosEncGenerator(4)(torch.randn(1, 0, 4), (0, 3)), "pair of positive ints"),
+    (lambda: PosEncGenerator(4)(torch.randn(1, 9, 4), (3.0, 3)), "pair of positive ints"),
+    (lambda: PosEncGenerator(4)("tokens", (3, 3)), r"\(B, H\*W, 4\)"),
+    (lambda: DynamicPosBias(2.5), "positive ints"),
+    (lambda: DynamicPosBias(2, hidden=0), "positive ints"),
+    (lambda: DynamicPosBias(2)(0, 3), "positive ints"),
+    (lambda: DynamicPosBias(2).table(3, 0), "positive ints"),
+    (lambda: GridSelfAttention(8, 2, pos_bias=DynamicPosBias(3))(torch.randn(1, 3, 3, 8)), r"\(heads, L, L\)"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD_DPB)))
+def test_bad_input_gets_a_clear_error(i):
+    fn, msg = BAD_DPB[i]
+    with pytest.raises(ValueError, match=msg): fn()

@@ -111,3 +111,38 @@ def test_rope_ssm_ties_A_in_pairs_and_grouped_equals_four():
     assert plain.A().shape == (32, 8) and plain.rope2d is None
     with pytest.raises(ValueError, match="divisible by 4"): RoPESelectiveScan2D(8, 6, rope="ssm")
     with pytest.raises(ValueError, match="'ssm', 'input' or 'none'"): RoPESelectiveScan2D(8, 8, rope="qk")
+
+
+BAD_ROPE = [
+    (lambda: rope_freqs(True), "positive ints"),
+    (lambda: rope_angles_1d(torch.arange(3), 0), "positive ints"),
+    (lambda: rope_angles_1d(torch.arange(3), 6.0), "positive ints"),
+    (lambda: rotate_pairs([1.0, 2.0], torch.zeros(1)), "tensor"),
+    (lambda: rotate_pairs(torch.randn(3, 4), torch.randn(5, 2)), "do not broadcast"),
+    (lambda: grid_positions(2, 2, offset=(1,)), "pair of numbers"),
+    (lambda: grid_positions(0, 2), "positive ints"),
+    (lambda: axial_freqs(0), "positive ints"),
+    (lambda: mixed_freqs_init(8, heads=0), "positive ints"),
+    (lambda: mixed_freqs_init(6), "divisible by 4"),
+    (lambda: rope_angles_2d(torch.randn(5, 3), torch.randn(4, 2)), r"positions \(L, 2\)"),
+    (lambda: rope_angles_2d("p", torch.randn(4, 2)), "tensor"),
+    (lambda: RoPE2D(0), "positive ints"),
+    (lambda: RoPE2D(8, kind="mixed", heads=0), "positive ints"),
+    (lambda: RoPE2D(8)(torch.randn(1, 12, 8), 12), "pair of positive ints"),
+    (lambda: RoPE2D(8)(torch.randn(1, 0, 8), (0, 3)), "positive ints"),
+    (lambda: RoPE2D(8, kind="mixed", heads=4)(torch.randn(2, 3, 12, 8), (3, 4)), r"\(B, heads, H\*W, dim\)"),
+    (lambda: RoPE2D(8).angles(0, 3), "positive ints"),
+    (lambda: RoPESelectiveScan2D(8, 6), "d_state must be divisible by 4"),
+    (lambda: RoPESelectiveScan2D(6, 8, rope="input"), "d_inner divisible by 4"),
+    (lambda: RoPESelectiveScan2D(8, 8, rope_kind="rel"), "'axial' or 'mixed'"),
+    (lambda: RoPESelectiveScan2D(8, 8)(torch.randn(0, 8, 3, 3)), "non-empty"),
+    (lambda: RoPESelectiveScan2D(8, 8)(torch.randn(1, 8, 3, 3), offset=3), "pair of numbers"),
+    (lambda: RoPESelectiveScan2D(8, 8, rope="input")(torch.randn(8, 3, 3)), r"\(B, D, H, W\)"),
+    (lambda: RoPESelectiveScan2D(8, 8, rope="input")(torch.randn(1, 12, 3, 3)), "expected 8 channels"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD_ROPE)))
+def test_bad_input_gets_a_clear_error(i):
+    fn, msg = BAD_ROPE[i]
+    with pytest.raises(ValueError, match=msg): fn()

@@ -123,3 +123,47 @@ def test_cost_table_has_every_block_and_grid():
     assert (df.ms > 0).all() and (df.kept_MiB > 0).all() and (df.peak_MiB > 0).all()
     att = df[df.block == "attention (math)"].set_index("L")
     assert att.kept_MiB[16] > att.kept_MiB[4]
+
+
+# Bad input at every public entry point: a clear error naming what was expected.
+BAD_SS2D = [
+    (lambda: cross_scan(torch.randn(0, 3, 4, 4)), ValueError, "non-empty"),
+    (lambda: cross_scan(torch.randn(1, 3, 0, 4)), ValueError, "non-empty"),
+    (lambda: cross_scan([1, 2]), ValueError, r"\(B, C, H, W\)"),
+    (lambda: cross_merge(torch.randn(1, 4, 3, 12), 3.0, 4), ValueError, "positive ints"),
+    (lambda: cross_merge(torch.randn(1, 4, 3, 12), -3, -4), ValueError, "positive ints"),
+    (lambda: route_indices(True, 3), ValueError, "positive ints"),
+    (lambda: SelectiveScan2D(0, 4), ValueError, "positive ints"),
+    (lambda: SelectiveScan2D(8.0, 4), ValueError, "positive ints"),
+    (lambda: SelectiveScan2D(8, 4, dt_rank=0), ValueError, "positive ints"),
+    (lambda: SelectiveScan2D(8, 4, dt_min=0.5, dt_max=0.1), ValueError, "dt_min <= dt_max"),
+    (lambda: SelectiveScan2D(8, 4, scan_fn="chunked"), TypeError, "scan_fn"),
+    (lambda: SelectiveScan2D(8, 4)(torch.randn(0, 8, 3, 3)), ValueError, "non-empty"),
+    (lambda: SelectiveScan2D(8, 4)(torch.randn(1, 8, 0, 3)), ValueError, "non-empty"),
+    (lambda: SelectiveScan2D(8, 4)(torch.randn(1, 9, 3, 3)), ValueError, "expected 8 channels"),
+    (lambda: SelectiveScan2D(8, 4)(torch.ones(1, 8, 3, 3, dtype=torch.long)), TypeError, "floating-point"),
+    (lambda: SS2D(0), ValueError, "positive ints"),
+    (lambda: SS2D(8, d_state=0), ValueError, "positive ints"),
+    (lambda: SS2D(8, ssm_ratio=0), ValueError, "inner channel"),
+    (lambda: SS2D(8, d_conv=-1), ValueError, "positive ints"),
+    (lambda: SS2D(8, 4)(torch.randn(0, 3, 3, 8)), ValueError, "non-empty"),
+    (lambda: SS2D(8, 4)(torch.randn(1, 0, 3, 8)), ValueError, "non-empty"),
+    (lambda: SS2D(8, 4, channel_first=True)(torch.randn(1, 3, 3, 8)), ValueError, "expected 8 channels"),
+    (lambda: GridSelfAttention(8, heads=0), ValueError, "positive ints"),
+    (lambda: GridSelfAttention(0, heads=1), ValueError, "positive ints"),
+    (lambda: GridSelfAttention(8, 2)(torch.randn(0, 3, 3, 8)), ValueError, "non-empty"),
+    (lambda: GridSelfAttention(8, 2)(torch.randn(1, 0, 3, 8)), ValueError, "non-empty"),
+    (lambda: GridSelfAttention(8, 2, pos_bias=lambda H, W: torch.zeros(3, H * W, H * W))(torch.randn(1, 3, 3, 8)),
+     ValueError, r"\(heads, L, L\)"),
+    (lambda: peak_alloc_bytes(3), TypeError, "callable"),
+    (lambda: ss2d_vs_attention([]), ValueError, "non-empty list"),
+    (lambda: ss2d_vs_attention([0], width=8, d_state=4), ValueError, "positive ints"),
+    (lambda: ss2d_vs_attention([2], width=8, d_state=4, repeats=0), ValueError, "positive ints"),
+    (lambda: ss2d_vs_attention([2], width=8, d_state=4, warmup=-1), ValueError, "warmup"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD_SS2D)))
+def test_bad_input_gets_a_clear_error(i):
+    fn, exc, msg = BAD_SS2D[i]
+    with pytest.raises(exc, match=msg): fn()
