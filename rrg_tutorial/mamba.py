@@ -21,10 +21,12 @@ def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
     return y + torch.log(-torch.expm1(-y))
 
 class Mamba(nn.Module):
-    """The Mamba block (mamba-ssm's `mamba_simple.Mamba`): same arguments, parameter names, initialisation and
-    outputs, with the selective scan run by `rrg_tutorial.scan.selective_scan` (mamba-ssm's CUDA kernel, our Triton
-    kernel or a CPU scan, whichever fits; `scan_backend` forces one). Input and output (batch, L, d_model)."""
-    selective = True   # Delta, B and C are computed from the input (MambaLTI below: learned constants)
+    """The Mamba block (mamba-ssm's `mamba_simple.Mamba`): same arguments, parameter names,
+    initialisation and outputs, with the selective scan run by `rrg_tutorial.scan.selective_scan`
+    (mamba-ssm's CUDA kernel, our Triton kernel or a CPU scan, whichever fits; `scan_backend` forces
+    one). Input and output (batch, L, d_model)."""
+    # Delta, B and C are computed from the input (MambaLTI below: learned constants)
+    selective = True
 
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2, dt_rank="auto",
                  dt_min: float = 0.001, dt_max: float = 0.1, dt_init: str = "random", dt_scale: float = 1.0,
@@ -32,26 +34,34 @@ class Mamba(nn.Module):
                  scan_backend: str | None = None, device=None, dtype=None):
         super().__init__()
         for name, v in (("d_model", d_model), ("d_state", d_state), ("d_conv", d_conv)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"Mamba: {name} must be a positive int, got {v!r}")
-        if not (isinstance(expand, (int, float)) and expand > 0): raise ValueError(f"Mamba: expand must be > 0, got {expand!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"Mamba: {name} must be a positive int, got {v!r}")
+        if not (isinstance(expand, (int, float)) and expand > 0):
+            raise ValueError(f"Mamba: expand must be > 0, got {expand!r}")
         if not (dt_rank == "auto" or (isinstance(dt_rank, int) and not isinstance(dt_rank, bool) and dt_rank >= 1)):
             raise ValueError(f"Mamba: dt_rank must be 'auto' or a positive int, got {dt_rank!r}")
-        if not 0 < dt_min <= dt_max: raise ValueError(f"Mamba: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
-        if dt_init not in ("random", "constant"): raise ValueError(f"Mamba: dt_init must be 'random' or 'constant', got {dt_init!r}")
+        if not 0 < dt_min <= dt_max:
+            raise ValueError(f"Mamba: need 0 < dt_min <= dt_max, got dt_min={dt_min}, "
+                             f"dt_max={dt_max}")
+        if dt_init not in ("random", "constant"):
+            raise ValueError(f"Mamba: dt_init must be 'random' or 'constant', got {dt_init!r}")
         kw = dict(device=device, dtype=dtype)
         self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
         self.d_inner = int(expand * d_model)
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else dt_rank
         self.layer_idx, self.scan_backend = layer_idx, scan_backend
-        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias, **kw)                 # -> (x, z)
+        # -> (x, z)
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias, **kw)
         self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner,    # depthwise, causal by
                                 padding=d_conv - 1, bias=conv_bias, **kw)                   # cutting the right end
         self.act = nn.SiLU()
         self._init_ssm_params(dt_min, dt_max, dt_init, dt_scale, dt_init_floor, kw)
-        A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)   # (d_inner, N)
+        # (d_inner, N)
+        A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)
         self.A_log = nn.Parameter(torch.log(A))                  # S4D-real, kept in fp32
         self.A_log._no_weight_decay = True
-        self.D = nn.Parameter(torch.ones(self.d_inner, device=device))                           # fp32
+        # fp32
+        self.D = nn.Parameter(torch.ones(self.d_inner, device=device))
         self.D._no_weight_decay = True
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **kw)
 
@@ -62,7 +72,8 @@ class Mamba(nn.Module):
         std = self.dt_rank ** -0.5 * dt_scale
         if dt_init == "constant": nn.init.constant_(self.dt_proj.weight, std)
         else: nn.init.uniform_(self.dt_proj.weight, -std, std)
-        with torch.no_grad(): self.dt_proj.bias.copy_(inverse_softplus(self._initial_dt(dt_min, dt_max, dt_init_floor, kw)))
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(inverse_softplus(self._initial_dt(dt_min, dt_max, dt_init_floor, kw)))
         self.dt_proj.bias._no_reinit = True
 
     def _initial_dt(self, dt_min, dt_max, floor, kw):
@@ -71,104 +82,133 @@ class Mamba(nn.Module):
         return torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
 
     def _ssm_inputs(self, x):
-        "From the convolved stream x (batch, d_inner, L): delta (batch, d_inner, L) before its bias, B and C (batch, N, L)."
+        """From the convolved stream x (batch, d_inner, L): delta (batch, d_inner, L) before its
+        bias, B and C (batch, N, L)."""
         batch, _, L = x.shape
-        dt, B, C = torch.split(self.x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)  # (batch, L, .)
-        delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)                                 # (batch, d_inner, L)
+        # (batch, L, .)
+        dt, B, C = torch.split(self.x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        # (batch, d_inner, L)
+        delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)
         return delta, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.dt_proj.bias
 
     def _check_input(self, hidden_states, what="(batch, L, d_model)"):
-        if not isinstance(hidden_states, torch.Tensor): raise TypeError(f"Mamba: expected a tensor {what}, got {type(hidden_states).__name__}")
+        if not isinstance(hidden_states, torch.Tensor):
+            raise TypeError(f"Mamba: expected a tensor {what}, got {type(hidden_states).__name__}")
         if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.d_model:
-            raise ValueError(f"Mamba: expected input of shape {what} with d_model = {self.d_model}, got {tuple(hidden_states.shape)}")
+            raise ValueError(f"Mamba: expected input of shape {what} with d_model = "
+                             f"{self.d_model}, got {tuple(hidden_states.shape)}")
 
     def forward(self, hidden_states: torch.Tensor, return_state: bool = False):
-        """(batch, L, d_model) -> (batch, L, d_model). With `return_state`, also the decoding state after the last
-        token, `(conv_state, ssm_state)`, to continue with `step`."""
+        """(batch, L, d_model) -> (batch, L, d_model). With `return_state`, also the decoding state
+        after the last token, `(conv_state, ssm_state)`, to continue with `step`."""
         self._check_input(hidden_states)
         L = hidden_states.shape[1]
-        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)                # (batch, d_inner, L) each
-        conv_state = F.pad(x, (self.d_conv - L, 0)) if return_state else None             # last d_conv inputs, zero-padded
-        x = self.act(self.conv1d(x)[..., :L])                                              # causal: drop the look-ahead
+        # (batch, d_inner, L) each
+        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
+        # last d_conv inputs, zero-padded
+        conv_state = F.pad(x, (self.d_conv - L, 0)) if return_state else None
+        # causal: drop the look-ahead
+        x = self.act(self.conv1d(x)[..., :L])
         delta, B, C, delta_bias = self._ssm_inputs(x)
-        A = -torch.exp(self.A_log.float())                                                 # (d_inner, N)
+        # (d_inner, N)
+        A = -torch.exp(self.A_log.float())
         y = selective_scan(x, delta, A, B, C, self.D.float(), z=z, delta_bias=delta_bias.float(), delta_softplus=True,
                            return_last_state=return_state, backend=self.scan_backend)
         if return_state: y, ssm_state = y
-        out = self.out_proj(y.transpose(1, 2))                                             # (batch, L, d_model)
+        # (batch, L, d_model)
+        out = self.out_proj(y.transpose(1, 2))
         if not return_state: return out
         return out, (conv_state.to(self.conv1d.weight.dtype), ssm_state.to(self._state_dtype()))
 
     def _state_dtype(self): return self.out_proj.weight.dtype
 
     def allocate_inference_cache(self, batch_size: int, max_seqlen: int | None = None, dtype=None):
-        """Zero decoding state for `batch_size` sequences: (conv_state (batch, d_inner, d_conv), ssm_state
-        (batch, d_inner, d_state)). `max_seqlen` is accepted for mamba-ssm's signature; the state does not grow."""
+        """Zero decoding state for `batch_size` sequences: (conv_state (batch, d_inner, d_conv),
+        ssm_state (batch, d_inner, d_state)). `max_seqlen` is accepted for mamba-ssm's signature;
+        the state does not grow."""
         p = self.out_proj.weight
         conv = torch.zeros(batch_size, self.d_inner, self.d_conv, device=p.device, dtype=dtype or self.conv1d.weight.dtype)
         ssm = torch.zeros(batch_size, self.d_inner, self.d_state, device=p.device, dtype=dtype or self._state_dtype())
         return conv, ssm
 
     def _step_ssm_inputs(self, x):
-        """One token's delta (before its bias) (batch, d_inner), and B, C shaped to broadcast against the state
-        (batch, d_inner, N): here (batch, 1, N), one vector per sequence; and the delta bias."""
+        """One token's delta (before its bias) (batch, d_inner), and B, C shaped to broadcast
+        against the state (batch, d_inner, N): here (batch, 1, N), one vector per sequence; and the
+        delta bias."""
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         return F.linear(dt, self.dt_proj.weight), B[:, None], C[:, None], self.dt_proj.bias
 
     def step(self, hidden_states: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor):
-        """Decode one token: hidden_states (batch, 1, d_model) -> (out (batch, 1, d_model), conv_state, ssm_state),
-        the two states updated in place (as mamba-ssm's `step`). Costs O(1) per token whatever the history."""
+        """Decode one token: hidden_states (batch, 1, d_model) -> (out (batch, 1, d_model),
+        conv_state, ssm_state), the two states updated in place (as mamba-ssm's `step`). Costs O(1)
+        per token whatever the history."""
         self._check_input(hidden_states, "(batch, 1, d_model)")
         if hidden_states.shape[1] != 1:
-            raise ValueError(f"Mamba.step decodes one token at a time: expected (batch, 1, d_model), got {tuple(hidden_states.shape)}")
+            raise ValueError("Mamba.step decodes one token at a time: expected (batch, 1, "
+                             f"d_model), got {tuple(hidden_states.shape)}")
         want_c, want_s = (hidden_states.shape[0], self.d_inner, self.d_conv), (hidden_states.shape[0], self.d_inner, self.d_state)
         if tuple(conv_state.shape) != want_c or tuple(ssm_state.shape) != want_s:
             raise ValueError(f"Mamba.step: states must be conv {want_c} and ssm {want_s} (see allocate_inference_cache), "
                              f"got {tuple(conv_state.shape)} and {tuple(ssm_state.shape)}")
         dtype = hidden_states.dtype
-        x, z = self.in_proj(hidden_states[:, 0]).chunk(2, dim=-1)                          # (batch, d_inner) each
-        conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))                       # slide the window left
+        # (batch, d_inner) each
+        x, z = self.in_proj(hidden_states[:, 0]).chunk(2, dim=-1)
+        # slide the window left
+        conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))
         conv_state[:, :, -1] = x
-        x = (conv_state * self.conv1d.weight[:, 0]).sum(-1)                                # (batch, d_inner)
+        # (batch, d_inner)
+        x = (conv_state * self.conv1d.weight[:, 0]).sum(-1)
         if self.conv1d.bias is not None: x = x + self.conv1d.bias
         x = self.act(x).to(dtype)
         dt, B, C, dt_bias = self._step_ssm_inputs(x)
-        A = -torch.exp(self.A_log.float())                                                 # (d_inner, N)
-        dt = F.softplus(dt.float() + dt_bias.float())                                      # (batch, d_inner)
-        dA = torch.exp(dt[..., None] * A)                                                  # (batch, d_inner, N): ZOH for A
-        dBx = (dt * x.float())[..., None] * B.float()                                      # Euler for B, times x
+        # (d_inner, N)
+        A = -torch.exp(self.A_log.float())
+        # (batch, d_inner)
+        dt = F.softplus(dt.float() + dt_bias.float())
+        # (batch, d_inner, N): ZOH for A
+        dA = torch.exp(dt[..., None] * A)
+        # Euler for B, times x
+        dBx = (dt * x.float())[..., None] * B.float()
         ssm_state.copy_((ssm_state.float() * dA + dBx).to(ssm_state.dtype))
-        y = (ssm_state.float() * C.float()).sum(-1) + self.D.float() * x.float()           # (batch, d_inner)
+        # (batch, d_inner)
+        y = (ssm_state.float() * C.float()).sum(-1) + self.D.float() * x.float()
         y = (y * self.act(z.float())).to(dtype)
         return self.out_proj(y)[:, None], conv_state, ssm_state
 
 # %% ../nbs/05_mamba.ipynb #96fa3356
 def mamba_ssm_block(d_model: int, **kwargs) -> nn.Module:
-    """mamba-ssm's own `Mamba` block (mamba_simple, use_fast_path=False) as ground truth, usable on a CPU: where its
-    CUDA extension is missing, its scan is pointed at mamba-ssm's `selective_scan_ref` and its step at its PyTorch path."""
+    """mamba-ssm's own `Mamba` block (mamba_simple, use_fast_path=False) as ground truth, usable on
+    a CPU: where its CUDA extension is missing, its scan is pointed at mamba-ssm's
+    `selective_scan_ref` and its step at its PyTorch path."""
     from rrg_tutorial.scan_ref import import_mamba_ssm, mamba_ssm_reference
-    ms = import_mamba_ssm("mamba_ssm.modules.mamba_simple")           # with lesson 02's stand-in where needed
+    # with lesson 02's stand-in where needed
+    ms = import_mamba_ssm("mamba_ssm.modules.mamba_simple")
     iface = import_mamba_ssm("mamba_ssm.ops.selective_scan_interface")
-    if not hasattr(getattr(iface, "selective_scan_cuda", None), "fwd"):   # no compiled extension: CPU reference path
+    # no compiled extension: CPU reference path
+    if not hasattr(getattr(iface, "selective_scan_cuda", None), "fwd"):
         ms.selective_scan_fn = mamba_ssm_reference()
         ms.selective_state_update = None
     return ms.Mamba(d_model, use_fast_path=False, **kwargs)
 
 # %% ../nbs/05_mamba.ipynb #a2069ba3
 class MambaLTI(Mamba):
-    """The Mamba block with an input-independent (linear time-invariant) SSM: Delta = softplus(dt_bias) per channel,
-    B and C learned per channel (d_inner, d_state). Same interface as `Mamba`; a control, not a mamba-ssm layer."""
+    """The Mamba block with an input-independent (linear time-invariant) SSM: Delta =
+    softplus(dt_bias) per channel, B and C learned per channel (d_inner, d_state). Same interface as
+    `Mamba`; a control, not a mamba-ssm layer."""
     selective = False
 
     def _init_ssm_params(self, dt_min, dt_max, dt_init, dt_scale, dt_init_floor, kw):
         self.dt_bias = nn.Parameter(inverse_softplus(self._initial_dt(dt_min, dt_max, dt_init_floor, kw)))
-        self.B = nn.Parameter(torch.ones(self.d_inner, self.d_state, **kw))                       # S4D's B = 1
+        # S4D's B = 1
+        self.B = nn.Parameter(torch.ones(self.d_inner, self.d_state, **kw))
         self.C = nn.Parameter(torch.randn(self.d_inner, self.d_state, **kw) * self.d_state ** -0.5)
 
     def _ssm_inputs(self, x):
         batch, _, L = x.shape
-        delta = torch.zeros((), dtype=x.dtype, device=x.device).expand(batch, self.d_inner, L)  # bias only
+        # bias only
+        delta = torch.zeros((), dtype=x.dtype, device=x.device).expand(batch, self.d_inner, L)
         return delta, self.B, self.C, self.dt_bias
 
     def _step_ssm_inputs(self, x):
-        return torch.zeros_like(x), self.B[None], self.C[None], self.dt_bias      # B, C: (1, d_inner, N)
+        # B, C: (1, d_inner, N)
+        return torch.zeros_like(x), self.B[None], self.C[None], self.dt_bias

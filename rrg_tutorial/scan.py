@@ -19,14 +19,16 @@ BACKENDS = ("cuda", "triton", "chunked", "parallel", "reference")
 _FAST = {"chunked": "selective_scan_chunked", "parallel": "selective_scan_parallel"}   # lesson 03
 
 def _mamba_cuda_fn():
-    "mamba-ssm's `selective_scan_fn` if its compiled CUDA extension really imports (not an empty stand-in), else None."
+    """mamba-ssm's `selective_scan_fn` if its compiled CUDA extension really imports (not an empty
+    stand-in), else None."""
     if not torch.cuda.is_available(): return None
     try: ext = importlib.import_module("selective_scan_cuda")
     except ImportError: return None
     if not hasattr(ext, "fwd"): return None
     try: iface = importlib.import_module("mamba_ssm.ops.selective_scan_interface")
     except ImportError: return None
-    if not hasattr(getattr(iface, "selective_scan_cuda", None), "fwd"): return None   # imported earlier with a stand-in
+    # imported earlier with a stand-in
+    if not hasattr(getattr(iface, "selective_scan_cuda", None), "fwd"): return None
     return iface.selective_scan_fn
 
 def _triton_module():
@@ -44,28 +46,36 @@ def _fast_fn(name: str):
 
 def _cuda_kernel_problem(u, delta, A, B, C, D, z, delta_bias) -> str | None:
     "What mamba-ssm's CUDA kernel would reject in these inputs (its TORCH_CHECKs), or None."
-    if u.dtype not in (torch.float32, torch.float16, torch.bfloat16): return f"its kernel takes fp32/fp16/bf16 u, got {u.dtype}"
+    if u.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return f"its kernel takes fp32/fp16/bf16 u, got {u.dtype}"
     if A.dtype != torch.float32: return f"its kernel takes an fp32 A, got {A.dtype}"
     if A.shape[1] > 256: return f"its kernel takes N <= 256, got {A.shape[1]}"
     for name, t in (("delta", delta), ("z", z)):
-        if t is not None and t.dtype != u.dtype: return f"its kernel takes {name} in u's dtype {u.dtype}, got {t.dtype}"
+        if t is not None and t.dtype != u.dtype:
+            return f"its kernel takes {name} in u's dtype {u.dtype}, got {t.dtype}"
     for name, t in (("B", B), ("C", C)):
         want = torch.float32 if t.dim() == 2 else u.dtype
-        if t.dtype != want: return f"its kernel takes a {'constant' if t.dim() == 2 else 'variable'} {name} in {want}, got {t.dtype}"
+        if t.dtype != want:
+            return f"its kernel takes a {'constant' if t.dim() == 2 else 'variable'} {name} in {want}, got {t.dtype}"
     for name, t in (("D", D), ("delta_bias", delta_bias)):
-        if t is not None and t.dtype != torch.float32: return f"its kernel takes an fp32 {name}, got {t.dtype}"
+        if t is not None and t.dtype != torch.float32:
+            return f"its kernel takes an fp32 {name}, got {t.dtype}"
     return None
 
-_failed = {}   # automatically chosen backend -> the error it raised (not chosen automatically again in this process)
+# automatically chosen backend -> the error it raised (not chosen automatically again in this process)
+_failed = {}
 
 def backend_unavailable(name: str, u, delta, A, B, C, D=None, z=None, delta_bias=None) -> str | None:
     "Why backend `name` cannot run a scan of these inputs here, or None if it can."
     if name not in BACKENDS: return f"unknown backend {name!r}: expected one of {BACKENDS}"
     if name == "reference": return None
-    if A.is_complex(): return f"backend {name!r} takes a real A only (a complex A runs on 'reference')"
+    if A.is_complex():
+        return f"backend {name!r} takes a real A only (a complex A runs on 'reference')"
     if name == "cuda":
-        if u.device.type != "cuda": return f"backend 'cuda' (mamba-ssm's kernel) needs CUDA tensors, got {u.device.type} tensors"
-        if _mamba_cuda_fn() is None: return "backend 'cuda' needs mamba-ssm built with its CUDA extension (selective_scan_cuda)"
+        if u.device.type != "cuda":
+            return f"backend 'cuda' (mamba-ssm's kernel) needs CUDA tensors, got {u.device.type} tensors"
+        if _mamba_cuda_fn() is None:
+            return "backend 'cuda' needs mamba-ssm built with its CUDA extension (selective_scan_cuda)"
         why = _cuda_kernel_problem(u, delta, A, B, C, D, z, delta_bias)
         return None if why is None else f"backend 'cuda': {why}"
     if name == "triton":
@@ -81,7 +91,8 @@ def choose_backend(u, delta, A, B, C, D=None, z=None, delta_bias=None) -> str:
     "The backend `selective_scan` runs these inputs on when none is forced (see the table above)."
     order = ("cuda", "triton", "chunked", "reference") if u.device.type == "cuda" else ("chunked", "reference")
     for name in order:
-        if name not in _failed and backend_unavailable(name, u, delta, A, B, C, D, z, delta_bias) is None: return name
+        if name not in _failed and backend_unavailable(name, u, delta, A, B, C, D, z, delta_bias) is None:
+            return name
     return "reference"
 
 # %% ../nbs/04a_scan_dispatch.ipynb #97e03558
@@ -97,9 +108,10 @@ def _run(name, args, kw):
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False, backend: str | None = None):
-    """The selective scan with mamba-ssm's signature and semantics, on the fastest backend for these tensors, or on
-    `backend` ("cuda", "triton", "chunked", "parallel", "reference") when given or forced with `use_backend`.
-    Returns out (batch, dim, L), and the last state (batch, dim, N) too with `return_last_state`."""
+    """The selective scan with mamba-ssm's signature and semantics, on the fastest backend for these
+    tensors, or on `backend` ("cuda", "triton", "chunked", "parallel", "reference") when given or
+    forced with `use_backend`. Returns out (batch, dim, L), and the last state (batch, dim, N) too
+    with `return_last_state`."""
     global _last
     check_scan_inputs(u, delta, A, B, C, D, z, delta_bias, allow_complex=True)
     args = (u, delta, A, B, C, D, z, delta_bias)
@@ -107,7 +119,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     name = backend if backend is not None else _forced.get()
     if name is not None:
         why = backend_unavailable(name, *args)
-        if why is not None: raise RuntimeError(f"selective_scan(backend={name!r}) cannot run here: {why}")
+        if why is not None:
+            raise RuntimeError(f"selective_scan(backend={name!r}) cannot run here: {why}")
         out = _run(name, args, kw)
     else:
         while True:
@@ -115,7 +128,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             if name != "triton": out = _run(name, args, kw); break
             try: out = _run(name, args, kw); break
             except torch.cuda.OutOfMemoryError: raise
-            except Exception as e:   # our Triton kernel failed to build or run on this GPU: say so, then fall back
+            # our Triton kernel failed to build or run on this GPU: say so, then fall back
+            except Exception as e:
                 _failed[name] = f"{type(e).__name__}: {e}"[:500]
                 warnings.warn(f"selective_scan: backend {name!r} failed ({_failed[name]}); using the next one from now on. "
                               f"Force it with backend={name!r} to see the full error.", RuntimeWarning)
@@ -129,23 +143,28 @@ def last_backend() -> str | None:
 
 @contextlib.contextmanager
 def use_backend(name: str | None):
-    "Inside the block, `selective_scan` calls (also those inside models) run on backend `name` (None: automatic)."
-    if name is not None and name not in BACKENDS: raise ValueError(f"unknown backend {name!r}: expected one of {BACKENDS}")
+    """Inside the block, `selective_scan` calls (also those inside models) run on backend `name`
+    (None: automatic)."""
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: expected one of {BACKENDS}")
     token = _forced.set(name)
     try: yield
     finally: _forced.reset(token)
 
 @contextlib.contextmanager
 def record_backends():
-    "Collects, in the list it yields, the backend of every `selective_scan` call made inside the block."
+    """Collects, in the list it yields, the backend of every `selective_scan` call made inside the
+    block."""
     names = []
     token = _recorders.set(_recorders.get() + (names,))
     try: yield names
     finally: _recorders.reset(token)
 
 def available_backends(device="cpu", dtype=torch.float32) -> dict:
-    "backend -> None if it can run a scan of `dtype` inputs (fp32 weights) on `device`, else the reason it cannot."
+    """backend -> None if it can run a scan of `dtype` inputs (fp32 weights) on `device`, else the
+    reason it cannot."""
     dev = torch.device(device)
     u = torch.zeros(1, 1, 1, dtype=dtype, device=dev)
-    A = torch.zeros(1, 1, device=dev); BC = torch.zeros(1, 1, 1, dtype=dtype, device=dev)
+    A = torch.zeros(1, 1, device=dev)
+    BC = torch.zeros(1, 1, 1, dtype=dtype, device=dev)
     return {name: backend_unavailable(name, u, u, A, BC, BC) for name in BACKENDS}

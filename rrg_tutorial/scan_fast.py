@@ -18,46 +18,62 @@ __all__ = ['scan_op', 'parallel_scan', 'selective_scan_parallel', 'default_chunk
 
 # %% ../nbs/03_scan_fast.ipynb #5f428154
 def scan_op(left, right):
-    "Compose two steps h -> a*h + b: `left` = (a0, b0) first, then `right` = (a1, b1); returns (a1*a0, a1*b0 + b1)."
+    """Compose two steps h -> a*h + b: `left` = (a0, b0) first, then `right` = (a1, b1); returns
+    (a1*a0, a1*b0 + b1)."""
     (a0, b0), (a1, b1) = left, right
     return a1 * a0, torch.addcmul(b1, a1, b0)
 
 # %% ../nbs/03_scan_fast.ipynb #32e8a3cd
 def _odd_even(a, b):
-    "Inclusive scan along dim 0 from h_{-1} = 0: pair neighbours, solve the half-length problem, fill in the evens."
+    """Inclusive scan along dim 0 from h_{-1} = 0: pair neighbours, solve the half-length problem,
+    fill in the evens."""
     L = a.shape[0]
     if L == 1: return b
     if L % 2:                                                    # pad with the identity step (1, 0)
-        a = torch.cat([a, a.new_ones((1, *a.shape[1:]))]); b = torch.cat([b, b.new_zeros((1, *b.shape[1:]))])
+        a = torch.cat([a, a.new_ones((1, *a.shape[1:]))])
+        b = torch.cat([b, b.new_zeros((1, *b.shape[1:]))])
     a_even, a_odd, b_even, b_odd = a[0::2], a[1::2], b[0::2], b[1::2]
-    h_odd = _odd_even(*scan_op((a_even, b_even), (a_odd, b_odd)))         # h at t = 1, 3, 5, ...: (L/2, ...)
-    h_even = torch.cat([b_even[:1], torch.addcmul(b_even[1:], a_even[1:], h_odd[:-1])])  # h_2k = a_2k h_2k-1 + b_2k
+    # h at t = 1, 3, 5, ...: (L/2, ...)
+    h_odd = _odd_even(*scan_op((a_even, b_even), (a_odd, b_odd)))
+    # h_2k = a_2k h_2k-1 + b_2k
+    h_even = torch.cat([b_even[:1], torch.addcmul(b_even[1:], a_even[1:], h_odd[:-1])])
     return torch.stack([h_even, h_odd], 1).flatten(0, 1)[:L]
 
 def parallel_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, dim: int = 0) -> torch.Tensor:
-    """All states of h_t = a_t * h_{t-1} + b_t along `dim` (h_{-1} = `h0`, default 0), in 2*ceil(log2 L) - 1 rounds
-    of elementwise work (odd-even reduction, O(L) work in total). Differentiable by autograd."""
+    """All states of h_t = a_t * h_{t-1} + b_t along `dim` (h_{-1} = `h0`, default 0), in
+    2*ceil(log2 L) - 1 rounds of elementwise work (odd-even reduction, O(L) work in total).
+    Differentiable by autograd."""
     for name, x in (("a", a), ("b", b)):
-        if not isinstance(x, torch.Tensor): raise TypeError(f"parallel_scan: {name} must be a torch.Tensor, got {type(x).__name__}")
-    if a.shape != b.shape: raise ValueError(f"parallel_scan: a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"parallel_scan: {name} must be a torch.Tensor, got {type(x).__name__}")
+    if a.shape != b.shape:
+        raise ValueError(f"parallel_scan: a and b must have the same shape, got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
     if a.dim() == 0 or a.numel() == 0:
-        raise ValueError(f"parallel_scan: a and b must be non-empty with at least one dimension, got shape {tuple(a.shape)}")
-    if not -a.dim() <= dim < a.dim(): raise ValueError(f"parallel_scan: dim={dim} is out of range for {a.dim()}-D inputs")
+        raise ValueError("parallel_scan: a and b must be non-empty with at least one dimension, "
+                         f"got shape {tuple(a.shape)}")
+    if not -a.dim() <= dim < a.dim():
+        raise ValueError(f"parallel_scan: dim={dim} is out of range for {a.dim()}-D inputs")
     a, b = a.movedim(dim, 0), b.movedim(dim, 0)
     if h0 is not None:
         if not isinstance(h0, torch.Tensor) or h0.shape != a.shape[1:]:
             got = tuple(h0.shape) if isinstance(h0, torch.Tensor) else type(h0).__name__
-            raise ValueError(f"parallel_scan: h0 must be a tensor of shape {tuple(a.shape[1:])} (a's shape without dim {dim}), got {got}")
-        b = torch.cat([torch.addcmul(b[:1], a[:1], h0[None]), b[1:]])   # fold h0 into the first step
+            raise ValueError(f"parallel_scan: h0 must be a tensor of shape {tuple(a.shape[1:])} "
+                             f"(a's shape without dim {dim}), got {got}")
+        # fold h0 into the first step
+        b = torch.cat([torch.addcmul(b[:1], a[:1], h0[None]), b[1:]])
     return _odd_even(a, b).movedim(0, dim)
 
 # %% ../nbs/03_scan_fast.ipynb #3e67db2d
 def _check_extras(delta_softplus, return_last_state, chunk_size=None):
-    "Validate the arguments `check_scan_inputs` does not see (it checks the tensors, initial_state included)."
+    """Validate the arguments `check_scan_inputs` does not see (it checks the tensors, initial_state
+    included)."""
     for name, flag in (("delta_softplus", delta_softplus), ("return_last_state", return_last_state)):
-        if not isinstance(flag, bool): raise TypeError(f"selective scan: {name} must be a bool, got {type(flag).__name__}")
+        if not isinstance(flag, bool):
+            raise TypeError(f"selective scan: {name} must be a bool, got {type(flag).__name__}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"selective scan: chunk_size must be None (automatic) or a positive int, got {chunk_size!r}")
+        raise ValueError("selective scan: chunk_size must be None (automatic) or a positive int, "
+                         f"got {chunk_size!r}")
 
 def _front(info: ScanInfo, u, delta, delta_bias, delta_softplus):
     "u and the step size (bias added, softplus applied) in the compute dtype: (batch, dim, L) each."
@@ -80,15 +96,17 @@ def _grouped(X):
 
 def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                             return_last_state=False, initial_state=None):
-    """The selective scan with mamba-ssm's signature and semantics, computed with the log-depth `parallel_scan` and a
-    plain autograd backward. `initial_state` (batch, dim, N): the state before the first step (default 0)."""
+    """The selective scan with mamba-ssm's signature and semantics, computed with the log-depth
+    `parallel_scan` and a plain autograd backward. `initial_state` (batch, dim, N): the state before
+    the first step (default 0)."""
     info = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state=initial_state)
     _check_extras(delta_softplus, return_last_state)
     f, (Bt, Dm, L, N) = info.compute_dtype, (info.batch, info.dim, info.L, info.N)
     u_, dt = _front(info, u, delta, delta_bias, delta_softplus)
     dt_t, dtu_t = dt.permute(2, 0, 1), (dt * u_).permute(2, 0, 1)          # (L, batch, dim)
     a = torch.exp(dt_t[..., None] * A.to(f))                               # (L, batch, dim, N)
-    def per_channel(v, X):                                                 # v (L, batch, dim) times B or C of channel d
+    # v (L, batch, dim) times B or C of channel d
+    def per_channel(v, X):
         if X.dim() == 2: return v[..., None] * X.to(f)                     # (L, batch, dim, N)
         X = _grouped(X).to(f).permute(3, 0, 1, 2)                          # (L, batch, G, N)
         G = X.shape[2]
@@ -106,19 +124,23 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
 
 # %% ../nbs/03_scan_fast.ipynb #53d7cc4f
 def default_chunk_size(batch: int, dim: int, L: int, N: int) -> int:
-    """The chunk length Q the chunked scan uses when none is given: a power of two, at least 8 and sqrt(L)/4 (so the
-    chunk-level tensors stay small), and large enough that one step's slice of the states, batch*dim*N*L/Q
-    elements, is at most 2**19 (2 MiB in fp32: it stays in cache); at most L."""
+    """The chunk length Q the chunked scan uses when none is given: a power of two, at least 8 and
+    sqrt(L)/4 (so the chunk-level tensors stay small), and large enough that one step's slice of the
+    states, batch*dim*N*L/Q elements, is at most 2**19 (2 MiB in fp32: it stays in cache); at most
+    L."""
     for name, v in (("batch", batch), ("dim", dim), ("L", L), ("N", N)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
     pow2 = lambda x: 1 << max(0, math.ceil(math.log2(x)))
     return min(L, max(8, pow2(math.sqrt(L) / 4), pow2(batch * dim * N * L / 2**19)))
 
 def _to_chunks(x, Q):
-    "(batch, C, L) -> (Q, batch, nc, C): step t = c*Q + q lands at [q, :, c]; zero-padded to nc*Q steps."
+    """(batch, C, L) -> (Q, batch, nc, C): step t = c*Q + q lands at [q, :, c]; zero-padded to nc*Q
+    steps."""
     Bt, Cc, L = x.shape
     nc = -(-L // Q)
-    if nc * Q != L: x = F.pad(x, (0, nc * Q - L))            # padded steps: delta = 0, so a = 1 and b = 0
+    # padded steps: delta = 0, so a = 1 and b = 0
+    if nc * Q != L: x = F.pad(x, (0, nc * Q - L))
     return x.reshape(Bt, Cc, nc, Q).permute(3, 0, 2, 1).contiguous()
 
 def _from_chunks(y, L):
@@ -127,14 +149,16 @@ def _from_chunks(y, L):
     return y.permute(1, 3, 2, 0).reshape(Bt, Cc, nc * Q)[:, :, :L]
 
 class _PerChannel:
-    "B or C inside the chunked scan: constant (dim, N), or variable in chunk layout (Q, batch, nc, G, N)."
+    """B or C inside the chunked scan: constant (dim, N), or variable in chunk layout (Q, batch, nc,
+    G, N)."""
     def __init__(self, X, dim):
         self.X, self.const = X, X.dim() == 2
         self.G = dim if self.const else X.shape[-2]
         self.Dg = dim // self.G                               # channels per group
 
     def times(self, v, t, out):
-        "out (batch, nc, dim, N) = v (batch, nc, dim) times X at step t, channel d reading group d // Dg."
+        """out (batch, nc, dim, N) = v (batch, nc, dim) times X at step t, channel d reading group d
+        // Dg."""
         if self.const: return torch.mul(v[..., None], self.X, out=out)
         Bt, nc, Dm = v.shape
         torch.mul(v.view(Bt, nc, self.G, self.Dg, 1), self.X[t][:, :, :, None], out=out.view(Bt, nc, self.G, self.Dg, -1))
@@ -143,12 +167,14 @@ class _PerChannel:
     def dot_n(self, h, t, out, tmp):
         "out (batch, nc, dim) = sum over n of h (batch, nc, dim, N) times X at step t."
         if self.const: return torch.sum(torch.mul(h, self.X, out=tmp), -1, out=out)
-        Bt, nc, Dm, N = h.shape                               # einsum beats matmul's batched matrix-vector path here
+        # einsum beats matmul's batched matrix-vector path here
+        Bt, nc, Dm, N = h.shape
         out.view(Bt, nc, self.G, self.Dg).copy_(torch.einsum("bcgdn,bcgn->bcgd", h.view(Bt, nc, self.G, self.Dg, N), self.X[t]))
         return out
 
     def grad_into(self, v, h, t, acc):
-        "X's gradient at step t: v[..., d] * h[..., d, n] summed over the channels of each group (constant X: summed later)."
+        """X's gradient at step t: v[..., d] * h[..., d, n] summed over the channels of each group
+        (constant X: summed later)."""
         if self.const: return acc.addcmul_(h, v[..., None])   # acc (batch, nc, dim, N)
         Bt, nc, Dm, N = h.shape
         torch.matmul(v.view(Bt, nc, self.G, 1, self.Dg), h.view(Bt, nc, self.G, self.Dg, N), out=acc[t].view(Bt, nc, self.G, 1, N))
@@ -157,24 +183,32 @@ class _PerChannel:
 _LOG2E = 1.4426950408889634
 
 def _decay(dt_t, A2, out):
-    "a_t = exp(dt_t * A) = 2**(dt_t * A log2 e) for one step of every chunk: (batch, nc, dim), A2 (dim, N) -> out (batch, nc, dim, N)."
+    """a_t = exp(dt_t * A) = 2**(dt_t * A log2 e) for one step of every chunk: (batch, nc, dim), A2
+    (dim, N) -> out (batch, nc, dim, N)."""
     return torch.mul(dt_t[..., None], A2, out=out).exp2_()
 
 def _chunk_starts(dt, dtu, A2, Bc: _PerChannel, h0):
-    "The state entering every chunk (batch, nc, dim, N) and the last state: local scans from 0, then the carry."
+    """The state entering every chunk (batch, nc, dim, N) and the last state: local scans from 0,
+    then the carry."""
     Q, Bt, nc, Dm = dt.shape
     a, b, hl = (dt.new_empty(Bt, nc, Dm, A2.shape[1]) for _ in range(3))
-    for t in range(Q):                                        # every chunk at once, from a zero state
-        _decay(dt[t], A2, a); Bc.times(dtu[t], t, b)
+    # every chunk at once, from a zero state
+    for t in range(Q):
+        _decay(dt[t], A2, a)
+        Bc.times(dtu[t], t, b)
         if t: b.addcmul_(a, hl)
-        hl, b = b, hl                                         # hl: each chunk's local state after step t
-    decay = torch.mul(dt.sum(0)[..., None], A2, out=a).exp2_()   # P_c = exp(A * sum of the chunk's steps): (batch, nc, dim, N)
+        # hl: each chunk's local state after step t
+        hl, b = b, hl
+    # P_c = exp(A * sum of the chunk's steps): (batch, nc, dim, N)
+    decay = torch.mul(dt.sum(0)[..., None], A2, out=a).exp2_()
     h0 = h0 if h0 is not None else dt.new_zeros(Bt, Dm, A2.shape[1])
-    ends = parallel_scan(decay, hl, h0, dim=1)                # the same operator, one pair (P_c, hl_c) per chunk, log depth
+    # the same operator, one pair (P_c, hl_c) per chunk, log depth
+    ends = parallel_scan(decay, hl, h0, dim=1)
     return torch.cat([h0[:, None], ends[:, :-1]], 1), ends[:, -1]
 
 class _ChunkedScan(torch.autograd.Function):
-    "The chunked scan's core. Saves dt, dt*u, B, C and the chunk-start states; the backward recomputes everything else."
+    """The chunked scan's core. Saves dt, dt*u, B, C and the chunk-start states; the backward
+    recomputes everything else."""
     @staticmethod
     def forward(ctx, dt, dtu, A, Bx, Cx, h0):
         # dt, dtu (Q, batch, nc, dim); A (dim, N); Bx, Cx (dim, N) or (Q, batch, nc, G, N); h0 (batch, dim, N) or None
@@ -187,35 +221,43 @@ class _ChunkedScan(torch.autograd.Function):
         h = starts.clone()                                    # (batch, nc, dim, N)
         a, b = torch.empty_like(h), torch.empty_like(h)
         for t in range(Q):                                    # every chunk from its true start
-            _decay(dt[t], A2, a); Bc.times(dtu[t], t, b)
-            b.addcmul_(a, h); h, b = b, h                     # h_t = a_t h_{t-1} + b_t
+            _decay(dt[t], A2, a)
+            Bc.times(dtu[t], t, b)
+            b.addcmul_(a, h)
+            h, b = b, h                     # h_t = a_t h_{t-1} + b_t
             Cc.dot_n(h, t, y[t], a)                           # y_t = C_t . h_t
         ctx.save_for_backward(dt, dtu, A, Bx, Cx, h0, starts)
         return y, h[:, -1].clone()
 
     @staticmethod
-    @once_differentiable                                      # a second derivative raises instead of being wrong
+    # a second derivative raises instead of being wrong
+    @once_differentiable
     def backward(ctx, dy, dlast):
         dt, dtu, A, Bx, Cx, h0, starts = ctx.saved_tensors
-        Q, Bt, nc, Dm = dt.shape; N = A.shape[1]
+        Q, Bt, nc, Dm = dt.shape
+        N = A.shape[1]
         Bc, Cc = _PerChannel(Bx, Dm), _PerChannel(Cx, Dm)
         A2 = A * _LOG2E
         dy = dy.contiguous()
         # 1) recompute every state h_t; meanwhile each chunk's adjoint at its first step, as if nothing came after it
         H = dt.new_empty(Q, Bt, nc, Dm, N)
         a, s, g_first, decay = (torch.empty_like(starts) for _ in range(4))
-        g_first.zero_(); decay.fill_(1.)
+        g_first.zero_()
+        decay.fill_(1.)
         for t in range(Q):
-            _decay(dt[t], A2, a); Bc.times(dtu[t], t, H[t])
+            _decay(dt[t], A2, a)
+            Bc.times(dtu[t], t, H[t])
             H[t].addcmul_(a, H[t - 1] if t else starts)
-            Cc.times(dy[t], t, s)                            # s_t = C_t dy_t: what step t adds to the adjoint
+            # s_t = C_t dy_t: what step t adds to the adjoint
+            Cc.times(dy[t], t, s)
             if t: decay.mul_(a)                              # a_1 ... a_t
             g_first.addcmul_(decay, s)                       # sum_t (a_1 ... a_t) s_t
         # 2) carry the adjoint backwards across chunks: K[:, c] enters chunk c's last step from chunk c + 1, and
         #    K[:, c-1] = a_first_c (g_first_c + P_c K[:, c]): the same operator again, run backwards over the chunks
         a_first = _decay(dt[0], A2, a)
         k_last = dlast.contiguous() if dlast is not None else starts.new_zeros(Bt, Dm, N)
-        ks = parallel_scan((a_first * decay).flip(1), (a_first * g_first).flip(1), k_last, dim=1)  # K[:, nc-2], ..., K[:, -1]
+        # K[:, nc-2], ..., K[:, -1]
+        ks = parallel_scan((a_first * decay).flip(1), (a_first * g_first).flip(1), k_last, dim=1)
         K = torch.cat([ks[:, :-1].flip(1), k_last[:, None]], 1)
         dh0 = ks[:, -1] if h0 is not None else None          # K[:, -1] = a_0 g_0 of the first chunk
         # 3) reverse sweep: g_t = s_t + a_{t+1} g_{t+1}, and every gradient of step t from (g_t, h_t, h_{t-1})
@@ -245,10 +287,11 @@ class _ChunkedScan(torch.autograd.Function):
 
 def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                            return_last_state=False, initial_state=None, chunk_size=None):
-    """The selective scan with mamba-ssm's signature and semantics, in chunks of `chunk_size` steps (default
-    `default_chunk_size(batch, dim, L, N)`): all chunks scan at once from their true start states, found by a carry across chunks.
-    The backward recomputes the states instead of storing them. `initial_state` (batch, dim, N): the state before
-    the first step (default 0). The returned last state has a gradient, as the reference's does."""
+    """The selective scan with mamba-ssm's signature and semantics, in chunks of `chunk_size` steps
+    (default `default_chunk_size(batch, dim, L, N)`): all chunks scan at once from their true start
+    states, found by a carry across chunks. The backward recomputes the states instead of storing
+    them. `initial_state` (batch, dim, N): the state before the first step (default 0). The returned
+    last state has a gradient, as the reference's does."""
     info = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state=initial_state)
     _check_extras(delta_softplus, return_last_state, chunk_size)
     f, L, N = info.compute_dtype, info.L, info.N
@@ -257,7 +300,8 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     def chunked(X):
         if X.dim() == 2: return X.to(f).contiguous()                            # (dim, N)
         X = _grouped(X).to(f)
-        return _to_chunks(X.flatten(1, 2), Q).unflatten(-1, (X.shape[1], N))    # (Q, batch, nc, G, N)
+        # (Q, batch, nc, G, N)
+        return _to_chunks(X.flatten(1, 2), Q).unflatten(-1, (X.shape[1], N))
     h0 = initial_state.to(f).contiguous() if initial_state is not None else None
     y, last = _ChunkedScan.apply(_to_chunks(dt, Q), _to_chunks(dt * u_, Q), A.to(f).contiguous(), chunked(B), chunked(C), h0)
     out = _back(_from_chunks(y, L), u_, D, z, info)
@@ -266,22 +310,26 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
 # %% ../nbs/03_scan_fast.ipynb #79f22412
 def selective_scan_mambapy(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                            return_last_state=False, initial_state=None):
-    """The selective scan through mambapy's pure-PyTorch `pscan` (PyPI `mambapy`), for comparison: builds
-    deltaA = exp(delta*A) and BX = delta*B*u as (batch, L, dim, N), scans, and contracts the states with C."""
+    """The selective scan through mambapy's pure-PyTorch `pscan` (PyPI `mambapy`), for comparison:
+    builds deltaA = exp(delta*A) and BX = delta*B*u as (batch, L, dim, N), scans, and contracts the
+    states with C."""
     try: from mambapy.pscan import pscan
-    except ImportError as e: raise ModuleNotFoundError("selective_scan_mambapy needs mambapy: pip install mambapy") from e
+    except ImportError as e:
+        raise ModuleNotFoundError("selective_scan_mambapy needs mambapy: pip install mambapy") from e
     info = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state=initial_state)
     _check_extras(delta_softplus, return_last_state)
     f, Dm = info.compute_dtype, info.dim
     u_, dt = _front(info, u, delta, delta_bias, delta_softplus)
     dtl = dt.transpose(1, 2)                                               # (batch, L, dim)
     deltaA = torch.exp(dtl[..., None] * A.to(f))                           # (batch, L, dim, N)
-    def per_channel(X):                                                    # (batch, L, dim, N), or (dim, N) for a constant
+    # (batch, L, dim, N), or (dim, N) for a constant
+    def per_channel(X):
         if X.dim() == 2: return X.to(f)
         X = _grouped(X).to(f).permute(0, 3, 1, 2)                          # (batch, L, G, N)
         return X.repeat_interleave(Dm // X.shape[2], dim=2)
     BX = (dtl * u_.transpose(1, 2))[..., None] * per_channel(B)            # (batch, L, dim, N)
-    if initial_state is not None: BX = torch.cat([BX[:, :1] + deltaA[:, :1] * initial_state.to(f)[:, None], BX[:, 1:]], 1)
+    if initial_state is not None:
+        BX = torch.cat([BX[:, :1] + deltaA[:, :1] * initial_state.to(f)[:, None], BX[:, 1:]], 1)
     hs = pscan(deltaA, BX)                                                 # (batch, L, dim, N)
     y = (hs * per_channel(C)).sum(-1).transpose(1, 2)                      # (batch, dim, L)
     out = _back(y, u_, D, z, info)

@@ -24,16 +24,19 @@ def random_scan_inputs(batch: int, dim: int, L: int, N: int, groups: int = 1, va
                        variable_C: bool = True, with_D: bool = True, with_z: bool = True, with_delta_bias: bool = True,
                        dtype: torch.dtype = torch.float32, device=None, seed: int = 0,
                        weight_dtype: torch.dtype | None = None, requires_grad: bool = False) -> dict:
-    """Random scan inputs as mamba-ssm's tests make them (A = -0.5*rand, delta and delta_bias = 0.5*rand, others randn),
-    as a dict of keyword arguments for `selective_scan_ref(**inputs)`. u, delta, z and a variable B/C take `dtype`;
-    A, D, delta_bias and a constant B/C take `weight_dtype` (float32, or float64 when `dtype` is float64).
-    A variable B/C is (batch, N, L) when groups == 1, else (batch, groups, N, L)."""
+    """Random scan inputs as mamba-ssm's tests make them (A = -0.5*rand, delta and delta_bias =
+    0.5*rand, others randn), as a dict of keyword arguments for `selective_scan_ref(**inputs)`. u,
+    delta, z and a variable B/C take `dtype`; A, D, delta_bias and a constant B/C take
+    `weight_dtype` (float32, or float64 when `dtype` is float64). A variable B/C is (batch, N, L)
+    when groups == 1, else (batch, groups, N, L)."""
     if dtype not in _REAL: raise TypeError(f"dtype must be one of {_REAL}, got {dtype}")
     wdt = weight_dtype or (torch.float64 if dtype == torch.float64 else torch.float32)
     if wdt not in _REAL: raise TypeError(f"weight_dtype must be one of {_REAL}, got {wdt}")
-    if min(batch, dim, L, N, groups) < 1: raise ValueError(f"batch, dim, L, N, groups must be >= 1, got {(batch, dim, L, N, groups)}")
+    if min(batch, dim, L, N, groups) < 1:
+        raise ValueError(f"batch, dim, L, N, groups must be >= 1, got {(batch, dim, L, N, groups)}")
     if dim % groups: raise ValueError(f"groups = {groups} must divide dim = {dim}")
-    g = torch.Generator().manual_seed(seed)                   # drawn on the CPU: the same numbers on every device
+    # drawn on the CPU: the same numbers on every device
+    g = torch.Generator().manual_seed(seed)
     def randn(*s, dt): return torch.randn(*s, generator=g, dtype=torch.float64).to(dt)
     def rand(*s, dt): return torch.rand(*s, generator=g, dtype=torch.float64).to(dt)
     bc_shape = (batch, N, L) if groups == 1 else (batch, groups, N, L)
@@ -67,16 +70,20 @@ class ScanInfo:
 
     @property
     def groups(self) -> int:
-        "The number of B/C groups shared by the variable ones among B and C (1 when neither is grouped)."
+        """The number of B/C groups shared by the variable ones among B and C (1 when neither is
+        grouped)."""
         gs = {g for g in (self.groups_B, self.groups_C) if g is not None}
-        if len(gs) > 1: raise ValueError(f"B has {self.groups_B} groups and C has {self.groups_C}: no single group count")
+        if len(gs) > 1:
+            raise ValueError(f"B has {self.groups_B} groups and C has {self.groups_C}: no single "
+                             "group count")
         return gs.pop() if gs else 1
 
 def _shape(x): return tuple(x.shape)
 
 def _tensor(name, x, what):
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"selective scan: {name} must be a torch.Tensor {what}, got {type(x).__name__}")
+        raise TypeError(f"selective scan: {name} must be a torch.Tensor {what}, got "
+                        f"{type(x).__name__}")
     return x
 
 def _real_float(name, x, what):
@@ -90,14 +97,17 @@ def _check_BC(name, X, batch, dim, L, N, is_complex):
     Lx, Lw = (2 * L, "2L") if is_complex else (L, "L")
     if X.dim() == 2:
         if _shape(X) != (dim, N):
-            raise ValueError(f"selective scan: a constant {name} must have shape (dim, N) = ({dim}, {N}), got {_shape(X)}")
+            raise ValueError(f"selective scan: a constant {name} must have shape (dim, N) = "
+                             f"({dim}, {N}), got {_shape(X)}")
         if not (X.dtype in _REAL or (is_complex and X.dtype in _COMPLEX)):
-            raise TypeError(f"selective scan: {name} must be a floating-point tensor{' (or complex, with a complex A)' if is_complex else ''}, got {X.dtype}")
+            raise TypeError(f"selective scan: {name} must be a floating-point "
+                            f"tensor{' (or complex, with a complex A)' if is_complex else ''}, got {X.dtype}")
         return False, None
     _real_float(name, X, "(variable)")
     if X.dim() == 3:
         if _shape(X) != (batch, N, Lx):
-            raise ValueError(f"selective scan: a variable {name} must have shape (batch, N, {Lw}) = ({batch}, {N}, {Lx}), got {_shape(X)}")
+            raise ValueError(f"selective scan: a variable {name} must have shape (batch, N, {Lw}) "
+                             f"= ({batch}, {N}, {Lx}), got {_shape(X)}")
         return True, 1
     if X.dim() == 4:
         G = X.shape[1]
@@ -105,7 +115,8 @@ def _check_BC(name, X, batch, dim, L, N, is_complex):
             raise ValueError(f"selective scan: {name} of shape (batch, G, N, {Lw}) = {_shape(X)} has G = {G} groups, "
                              f"which does not divide dim = {dim}: channel d reads group d // (dim / G)")
         if _shape(X) != (batch, G, N, Lx):
-            raise ValueError(f"selective scan: a grouped {name} must have shape (batch, G, N, {Lw}) = ({batch}, {G}, {N}, {Lx}), got {_shape(X)}")
+            raise ValueError(f"selective scan: a grouped {name} must have shape (batch, G, N, "
+                             f"{Lw}) = ({batch}, {G}, {N}, {Lx}), got {_shape(X)}")
         return True, G
     raise ValueError(f"selective scan: {name} must be (dim, N) constant, (batch, N, L) or (batch, G, N, L) variable; "
                      f"got a {X.dim()}-D tensor of shape {_shape(X)}")
@@ -113,21 +124,28 @@ def _check_BC(name, X, batch, dim, L, N, is_complex):
 # %% ../nbs/02_scan_ref.ipynb #2a5698e5
 def check_scan_inputs(u, delta, A, B, C, D=None, z=None, delta_bias=None, allow_complex: bool = False, *,
                       initial_state=None) -> ScanInfo:
-    """Validate the inputs of a selective scan (mamba-ssm's layout) and return their sizes as a `ScanInfo`.
-    Raises TypeError/ValueError naming the argument and what was expected. Cheap: reads shapes and dtypes only.
-    `allow_complex`: accept a complex A (only the reference does); `initial_state`: an optional h_{-1} (batch, dim, N)."""
+    """Validate the inputs of a selective scan (mamba-ssm's layout) and return their sizes as a
+    `ScanInfo`. Raises TypeError/ValueError naming the argument and what was expected. Cheap: reads
+    shapes and dtypes only. `allow_complex`: accept a complex A (only the reference does);
+    `initial_state`: an optional h_{-1} (batch, dim, N)."""
     _tensor("u", u, "of shape (batch, dim, L)")
-    if u.dim() != 3: raise ValueError(f"selective scan: u must have shape (batch, dim, L), got a {u.dim()}-D tensor of shape {_shape(u)}")
+    if u.dim() != 3:
+        raise ValueError(f"selective scan: u must have shape (batch, dim, L), got a {u.dim()}-D "
+                         f"tensor of shape {_shape(u)}")
     _real_float("u", u, "(batch, dim, L)")
     batch, dim, L = u.shape
-    if min(batch, dim, L) < 1: raise ValueError(f"selective scan: u must be non-empty (batch, dim, L >= 1), got shape {_shape(u)}")
+    if min(batch, dim, L) < 1:
+        raise ValueError("selective scan: u must be non-empty (batch, dim, L >= 1), got shape "
+                         f"{_shape(u)}")
     _tensor("delta", delta, "of shape (batch, dim, L)")
     if _shape(delta) != _shape(u):
-        raise ValueError(f"selective scan: delta must have the shape of u (batch, dim, L) = {_shape(u)}, got {_shape(delta)}")
+        raise ValueError("selective scan: delta must have the shape of u (batch, dim, L) = "
+                         f"{_shape(u)}, got {_shape(delta)}")
     _real_float("delta", delta, "(batch, dim, L)")
     _tensor("A", A, "of shape (dim, N)")
     if A.dim() != 2 or A.shape[0] != dim or A.shape[1] < 1:
-        raise ValueError(f"selective scan: A must have shape (dim, N) = ({dim}, N) with N >= 1, got {_shape(A)}")
+        raise ValueError(f"selective scan: A must have shape (dim, N) = ({dim}, N) with N >= 1, "
+                         f"got {_shape(A)}")
     is_complex = A.dtype in _COMPLEX
     if is_complex and not allow_complex:
         raise TypeError(f"selective scan: this scan supports a real A only, got a {A.dtype} A; "
@@ -139,59 +157,75 @@ def check_scan_inputs(u, delta, A, B, C, D=None, z=None, delta_bias=None, allow_
     for name, x in (("D", D), ("delta_bias", delta_bias)):
         if x is None: continue
         _tensor(name, x, "of shape (dim,)")
-        if _shape(x) != (dim,): raise ValueError(f"selective scan: {name} must have shape (dim,) = ({dim},), got {_shape(x)}")
+        if _shape(x) != (dim,):
+            raise ValueError(f"selective scan: {name} must have shape (dim,) = ({dim},), got "
+                             f"{_shape(x)}")
         _real_float(name, x, "(dim,)")
     if z is not None:
         _tensor("z", z, "of shape (batch, dim, L)")
-        if _shape(z) != _shape(u): raise ValueError(f"selective scan: z must have the shape of u (batch, dim, L) = {_shape(u)}, got {_shape(z)}")
+        if _shape(z) != _shape(u):
+            raise ValueError("selective scan: z must have the shape of u (batch, dim, L) = "
+                             f"{_shape(u)}, got {_shape(z)}")
         _real_float("z", z, "(batch, dim, L)")
     if initial_state is not None:
         _tensor("initial_state", initial_state, "of shape (batch, dim, N)")
         if _shape(initial_state) != (batch, dim, N):
-            raise ValueError(f"selective scan: initial_state must have shape (batch, dim, N) = ({batch}, {dim}, {N}), got {_shape(initial_state)}")
+            raise ValueError("selective scan: initial_state must have shape (batch, dim, N) = "
+                             f"({batch}, {dim}, {N}), got {_shape(initial_state)}")
         if not (initial_state.dtype in _REAL or (is_complex and initial_state.dtype in _COMPLEX)):
-            raise TypeError(f"selective scan: initial_state must be a floating-point tensor, got {initial_state.dtype}")
+            raise TypeError("selective scan: initial_state must be a floating-point tensor, got "
+                            f"{initial_state.dtype}")
     named = [("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", delta_bias),
              ("initial_state", initial_state)]
     for name, x in named:
         if x is not None and x.device != u.device:
-            raise ValueError(f"selective scan: every input must be on u's device ({u.device}); {name} is on {x.device}")
+            raise ValueError(f"selective scan: every input must be on u's device ({u.device}); "
+                             f"{name} is on {x.device}")
     double = any(x is not None and x.dtype in (torch.float64, torch.complex128) for _, x in named)
     return ScanInfo(batch, dim, L, N, variable_B, variable_C, groups_B, groups_C, is_complex,
                     torch.float64 if double else torch.float32, u.dtype, u.device)
 
 # %% ../nbs/02_scan_ref.ipynb #569abd80
 def _per_channel(X, info: ScanInfo, dtype):
-    "B or C as a tensor that broadcasts against the states (batch, dim, L, N): channel d reads group d // (dim / G)."
+    """B or C as a tensor that broadcasts against the states (batch, dim, L, N): channel d reads
+    group d // (dim / G)."""
     if X.dim() == 2: return X.to(dtype)[None, :, None, :]                  # (1, dim, 1, N)
     if X.dim() == 3: X = X[:, None]                                         # (batch, 1, N, L')
     X = X.to(info.compute_dtype)
-    if info.is_complex: X = torch.view_as_complex(X.unflatten(-1, (-1, 2)).contiguous())  # (batch, G, N, L): pairs (re, im)
+    # (batch, G, N, L): pairs (re, im)
+    if info.is_complex: X = torch.view_as_complex(X.unflatten(-1, (-1, 2)).contiguous())
     X = X.repeat_interleave(info.dim // X.shape[1], dim=1)                  # (batch, dim, N, L)
     return X.transpose(-1, -2)                                              # (batch, dim, L, N)
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                        return_last_state=False, initial_state=None):
-    """The selective scan (S6) step by step, with mamba-ssm's signature and semantics: returns `out` (batch, dim, L)
-    in u's dtype, and with `return_last_state` also the final state (batch, dim, N) in the compute dtype.
-    `initial_state` (batch, dim, N), not in mamba-ssm, replaces h_{-1} = 0: chaining `last_state` continues a sequence."""
+    """The selective scan (S6) step by step, with mamba-ssm's signature and semantics: returns `out`
+    (batch, dim, L) in u's dtype, and with `return_last_state` also the final state (batch, dim, N)
+    in the compute dtype. `initial_state` (batch, dim, N), not in mamba-ssm, replaces h_{-1} = 0:
+    chaining `last_state` continues a sequence."""
     info = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias, allow_complex=True, initial_state=initial_state)
     for name, flag in (("delta_softplus", delta_softplus), ("return_last_state", return_last_state)):
-        if not isinstance(flag, bool): raise TypeError(f"selective scan: {name} must be a bool, got {type(flag).__name__}")
-    f = info.compute_dtype                                   # float32 (float64 for double inputs), like upstream's .float()
+        if not isinstance(flag, bool):
+            raise TypeError(f"selective scan: {name} must be a bool, got {type(flag).__name__}")
+    # float32 (float64 for double inputs), like upstream's .float()
+    f = info.compute_dtype
     c = {torch.float32: torch.complex64, torch.float64: torch.complex128}[f] if info.is_complex else f
     u_, dt = u.to(f), delta.to(f)                            # (batch, dim, L)
     if delta_bias is not None: dt = dt + delta_bias.to(f)[:, None]
     if delta_softplus: dt = F.softplus(dt)
     dA = torch.exp(dt[..., None] * A.to(c)[:, None, :])      # (batch, dim, L, N): ZOH for A
-    dBu = (dt * u_)[..., None] * _per_channel(B, info, c)    # (batch, dim, L, N): Euler for B, times the input
-    h = dA.new_zeros(info.batch, info.dim, info.N) if initial_state is None else initial_state.to(dA.dtype)  # (batch, dim, N)
+    # (batch, dim, L, N): Euler for B, times the input
+    dBu = (dt * u_)[..., None] * _per_channel(B, info, c)
+    # (batch, dim, N)
+    h = dA.new_zeros(info.batch, info.dim, info.N) if initial_state is None else initial_state.to(dA.dtype)
     hs = []
     for t in range(info.L):                                  # h_t = dA_t * h_{t-1} + dB_t u_t
         h = dA[:, :, t] * h + dBu[:, :, t]
         hs.append(h)
-    y = (torch.stack(hs, dim=2) * _per_channel(C, info, c)).sum(-1)   # (batch, dim, L): y_t = C_t . h_t
-    if info.is_complex: y = 2 * y.real                       # A's conjugate pair contributes the same, conjugated
+    # (batch, dim, L): y_t = C_t . h_t
+    y = (torch.stack(hs, dim=2) * _per_channel(C, info, c)).sum(-1)
+    # A's conjugate pair contributes the same, conjugated
+    if info.is_complex: y = 2 * y.real
     out = y if D is None else y + D.to(f)[:, None] * u_
     if z is not None: out = out * F.silu(z.to(f))
     out = out.to(info.out_dtype)
@@ -202,11 +236,11 @@ _CUDA_EXT = "selective_scan_cuda"
 _IFACE = "mamba_ssm.ops.selective_scan_interface"
 
 def import_mamba_ssm(module: str = _IFACE, required: bool = True):
-    """Import a module of mamba-ssm (e.g. "mamba_ssm.modules.mamba_simple") where its CUDA extension was not built:
-    for the import only, an empty stand-in takes the place of `selective_scan_cuda` if the real one cannot be imported
-    (a real one is never replaced), and is removed again afterwards. mamba-ssm's CUDA functions still need the real
-    extension; its pure-PyTorch references work. When mamba-ssm is not installed: ModuleNotFoundError if `required`,
-    else None."""
+    """Import a module of mamba-ssm (e.g. "mamba_ssm.modules.mamba_simple") where its CUDA extension
+    was not built: for the import only, an empty stand-in takes the place of `selective_scan_cuda`
+    if the real one cannot be imported (a real one is never replaced), and is removed again
+    afterwards. mamba-ssm's CUDA functions still need the real extension; its pure-PyTorch
+    references work. When mamba-ssm is not installed: ModuleNotFoundError if `required`, else None."""
     if not (module == "mamba_ssm" or module.startswith("mamba_ssm.")):
         raise ValueError(f"module must be mamba_ssm or one of its submodules, got {module!r}")
     if module in sys.modules: return sys.modules[module]
@@ -217,55 +251,69 @@ def import_mamba_ssm(module: str = _IFACE, required: bool = True):
                                   "pip install --no-build-isolation --no-deps mamba-ssm==2.3.2.post1")
     stub = None
     if _CUDA_EXT not in sys.modules:
-        try: importlib.import_module(_CUDA_EXT)               # the real extension, where it was built
-        except ImportError:                                   # a CPU install: mamba-ssm imports it unconditionally
-            stub = sys.modules[_CUDA_EXT] = types.ModuleType(_CUDA_EXT, "empty stand-in: mamba-ssm built without CUDA")
+        # the real extension, where it was built
+        try: importlib.import_module(_CUDA_EXT)
+        # a CPU install: mamba-ssm imports it unconditionally
+        except ImportError:
+            stub = sys.modules[_CUDA_EXT] = types.ModuleType(_CUDA_EXT, "empty stand-in: "
+                                                                        "mamba-ssm built without CUDA")
     try: return importlib.import_module(module)
     finally:
         if stub is not None and sys.modules.get(_CUDA_EXT) is stub: del sys.modules[_CUDA_EXT]
 
 def mamba_ssm_reference(required: bool = True):
-    """mamba-ssm's own `selective_scan_ref` (the ground truth), importable without its CUDA extension.
-    When mamba-ssm is not installed: raises ModuleNotFoundError if `required`, else returns None."""
+    """mamba-ssm's own `selective_scan_ref` (the ground truth), importable without its CUDA
+    extension. When mamba-ssm is not installed: raises ModuleNotFoundError if `required`, else
+    returns None."""
     iface = import_mamba_ssm(_IFACE, required)
     return None if iface is None else iface.selective_scan_ref
 
 # %% ../nbs/02_scan_ref.ipynb #5ede962c
 def forgetting_curve(delta: float, a: float, L: int = 64, remember_at: int = 4, reset_at: int | None = None,
                      reset_delta: float = 2.0) -> torch.Tensor:
-    """How much of each stored token a one-state selective scan (A = a, B = C = 1) still holds at every step: row 0 for
-    a token at `remember_at`, row 1 (when `reset_at` is given) for a token whose step size is `reset_delta` instead
-    of `delta`. Each row is the scan's output for that token alone divided by what the token wrote (delta_t * u_t)."""
+    """How much of each stored token a one-state selective scan (A = a, B = C = 1) still holds at
+    every step: row 0 for a token at `remember_at`, row 1 (when `reset_at` is given) for a token
+    whose step size is `reset_delta` instead of `delta`. Each row is the scan's output for that
+    token alone divided by what the token wrote (delta_t * u_t)."""
     if not a < 0: raise ValueError(f"a must be negative (a decaying state), got {a}")
-    if not (delta > 0 and reset_delta > 0): raise ValueError(f"step sizes must be positive, got delta={delta}, reset_delta={reset_delta}")
+    if not (delta > 0 and reset_delta > 0):
+        raise ValueError(f"step sizes must be positive, got delta={delta}, "
+                         f"reset_delta={reset_delta}")
     at = [remember_at] + ([] if reset_at is None else [reset_at])
-    if not all(0 <= t < L for t in at): raise ValueError(f"token positions {at} must lie in [0, L={L})")
+    if not all(0 <= t < L for t in at):
+        raise ValueError(f"token positions {at} must lie in [0, L={L})")
     dt = torch.full((1, 1, L), float(delta))
     if reset_at is not None: dt[..., reset_at] = float(reset_delta)
-    u = torch.zeros(len(at), 1, L)                                       # one sequence per token: the scan is linear
+    # one sequence per token: the scan is linear
+    u = torch.zeros(len(at), 1, L)
     for i, t in enumerate(at): u[i, 0, t] = 1.0
     one = torch.ones(1, 1)
-    h = selective_scan_ref(u, dt.expand(len(at), 1, L), torch.tensor([[float(a)]]), one, one)  # C = 1 reads the state
+    # C = 1 reads the state
+    h = selective_scan_ref(u, dt.expand(len(at), 1, L), torch.tensor([[float(a)]]), one, one)
     return h[:, 0] / dt[0, 0, at][:, None]                                # (tokens, L)
 
 def plot_forgetting(delta: float = 0.1, a: float = -1.0, reset_delta: float | None = None, L: int = 64, ax=None):
-    "One panel of the explorer: the fraction of each stored token left in the state, with the first token's half-life."
+    """One panel of the explorer: the fraction of each stored token left in the state, with the
+    first token's half-life."""
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5, 2.8))
     t0, reset_at = 4, (L // 2 if reset_delta else None)
     kept = forgetting_curve(delta, a, L, t0, reset_at, reset_delta or 1.0)
     ax.plot(kept[0], "C0-", lw=1.8, label=f"token at t={t0} ($\\Delta$={delta:g})")
     if reset_at is not None:
-        ax.plot(kept[1], "C3-", lw=1.8, label=f"reset token at t={reset_at} ($\\Delta$={reset_delta:g})")
+        ax.plot(kept[1], "C3-", lw=1.8, label=f"reset token at t={reset_at} "
+                                              f"($\\Delta$={reset_delta:g})")
     half = math.log(2) / (delta * abs(a))
-    if t0 + half < L: ax.axvline(t0 + half, color="C1", ls="--", lw=1, label=f"half-life {half:.3g} steps")
+    if t0 + half < L:
+        ax.axvline(t0 + half, color="C1", ls="--", lw=1, label=f"half-life {half:.3g} steps")
     ax.set(xlim=(-1, L), ylim=(-0.03, 1.05), xlabel="t", ylabel="fraction kept",
            title=f"$\\Delta$={delta:g}, a={a:g}: $\\bar a = e^{{\\Delta a}}$={math.exp(delta * a):.3g}")
     ax.legend(fontsize=7, loc="upper right")
     return ax.figure
 
 def forgetting_explorer(L: int = 64):
-    "ipywidgets sliders (log10 delta, a, reset delta) driving `plot_forgetting`, for a live Jupyter session."
+    """ipywidgets sliders (log10 delta, a, reset delta) driving `plot_forgetting`, for a live
+    Jupyter session."""
     import ipywidgets as W
     import matplotlib.pyplot as plt
     def show(log10_delta=-1.0, a=-1.0, reset_delta=0.0):

@@ -21,10 +21,11 @@ __all__ = ['H100_SXM', 'INTERPRETED', 'scan_hbm_bytes', 'materialised_scan_bytes
 def scan_hbm_bytes(batch: int, dim: int, L: int, N: int, itemsize: int = 4, groups: int = 1,
                    variable_B: bool = True, variable_C: bool = True, has_z: bool = True, has_D: bool = True,
                    has_delta_bias: bool = True, backward: bool = False, grad_itemsize: int = 4) -> int:
-    """The fewest bytes a fused selective scan moves between HBM and the chip: every input read once and every output
-    written once, the states never leaving the chip. `itemsize` is the size of u, delta, z, B, C (4 fp32, 2 bf16);
-    A, D, delta_bias are fp32. With `backward`, the backward pass alone: it re-reads the inputs and dout, reads the
-    chunk states (ignored here: N values per chunk), and writes du, ddelta, dz and the fp32 gradients of B and C."""
+    """The fewest bytes a fused selective scan moves between HBM and the chip: every input read once
+    and every output written once, the states never leaving the chip. `itemsize` is the size of u,
+    delta, z, B, C (4 fp32, 2 bf16); A, D, delta_bias are fp32. With `backward`, the backward pass
+    alone: it re-reads the inputs and dout, reads the chunk states (ignored here: N values per
+    chunk), and writes du, ddelta, dz and the fp32 gradients of B and C."""
     elems = batch * dim * L
     bc = lambda var: batch * groups * N * L if var else dim * N           # elements of one B or C
     weights = 4 * (dim * N + dim * (has_D + has_delta_bias))              # A, D, delta_bias (fp32)
@@ -35,22 +36,25 @@ def scan_hbm_bytes(batch: int, dim: int, L: int, N: int, itemsize: int = 4, grou
             + grad_itemsize * (bc(variable_B) + bc(variable_C)) + weights) # dB, dC, dA, dD, ddelta_bias
 
 def materialised_scan_bytes(batch: int, dim: int, L: int, N: int, itemsize: int = 4, **kw) -> int:
-    """A lower bound for a scan that keeps its (batch, dim, L, N) tensors in HBM (the reference, lesson 03's scans):
-    the fused traffic plus writing and reading back, in fp32, at least the discretised A, the discretised B*u and the
-    states: 3 tensors x (write + read) x 4 bytes x N per element."""
+    """A lower bound for a scan that keeps its (batch, dim, L, N) tensors in HBM (the reference,
+    lesson 03's scans): the fused traffic plus writing and reading back, in fp32, at least the
+    discretised A, the discretised B*u and the states: 3 tensors x (write + read) x 4 bytes x N per
+    element."""
     return scan_hbm_bytes(batch, dim, L, N, itemsize, **kw) + 3 * 2 * 4 * batch * dim * L * N
 
 # %% ../nbs/04_scan_triton.ipynb #a0d486f4
 H100_SXM = dict(name="H100 SXM5 (spec sheet)", sms=132, clock_hz=1.98e9,
                 hbm_bytes_per_s=3.35e12,        # HBM3
                 fp32_flops_per_sm_clk=256,      # 128 FP32 FMA units per SM, 2 flops each
-                exp_per_sm_clk=16,              # special-function unit: exp2/log2/rcp, per SM per clock
+                # special-function unit: exp2/log2/rcp, per SM per clock
+                exp_per_sm_clk=16,
                 smem_bytes_per_sm_clk=128,      # shared memory bandwidth
                 regs_bytes_per_sm=256 * 1024, smem_bytes_per_sm=228 * 1024)
 
 def scan_roofline(batch: int, dim: int, L: int, N: int, itemsize: int = 4, gpu: dict = H100_SXM,
                   flops_per_state: float = 12.0, flops_per_elem: float = 6.0) -> dict:
-    "Lower bounds (seconds) on a fused forward scan from `gpu`'s HBM bandwidth, FP32 rate and exp rate; estimates, not measurements."
+    """Lower bounds (seconds) on a fused forward scan from `gpu`'s HBM bandwidth, FP32 rate and exp
+    rate; estimates, not measurements."""
     elems = batch * dim * L
     nbytes = scan_hbm_bytes(batch, dim, L, N, itemsize)
     flops = elems * (N * flops_per_state + flops_per_elem)
@@ -79,7 +83,8 @@ def triton_interpreted() -> bool:
     except (ImportError, AttributeError):
         return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
 
-INTERPRETED = triton_interpreted()   # fixed when the kernels below are defined, i.e. when this module is imported
+# fixed when the kernels below are defined, i.e. when this module is imported
+INTERPRETED = triton_interpreted()
 
 @triton.jit
 def softplus_tl(x):
@@ -101,22 +106,30 @@ def _s6_fwd_kernel(
     N_PAD: tl.constexpr, BLOCK_L: tl.constexpr, CDT: tl.constexpr):
     d = tl.program_id(0).to(tl.int64)                     # one program per (channel, sequence)
     b = tl.program_id(1).to(tl.int64)
-    n = tl.arange(0, N_PAD); nm = n < N                   # (N_PAD,) states, padded to a power of two
+    # (N_PAD,) states, padded to a power of two
+    n = tl.arange(0, N_PAD)
+    nm = n < N
     l0 = tl.arange(0, BLOCK_L)                            # (BLOCK_L,) positions inside a chunk
     A = tl.load(A_ptr + d * sA_d + n * sA_n, mask=nm, other=0.).to(CDT)       # (N_PAD,)
-    gB = d // cpg_B; gC = d // cpg_C                      # the group this channel reads (constant B/C: cpg 1, row d)
+    # the group this channel reads (constant B/C: cpg 1, row d)
+    gB = d // cpg_B
+    gC = d // cpg_C
     if not VAR_B: Bc = tl.load(B_ptr + gB * sB_g + n * sB_n, mask=nm, other=0.).to(CDT)
     if not VAR_C: Cc = tl.load(C_ptr + gC * sC_g + n * sC_n, mask=nm, other=0.).to(CDT)
     if HAS_D: Dv = tl.load(D_ptr + d * sD).to(CDT)
     if HAS_BIAS: bias = tl.load(bias_ptr + d * sbias).to(CDT)
-    h = tl.zeros((N_PAD,), dtype=CDT)                     # the state carried from chunk to chunk: never in HBM
+    # the state carried from chunk to chunk: never in HBM
+    h = tl.zeros((N_PAD,), dtype=CDT)
     for c in range(n_chunks):
-        l = c * BLOCK_L + l0; lm = l < L
-        u = tl.load(u_ptr + b * su_b + d * su_d + l * su_l, mask=lm, other=0.).to(CDT)      # (BLOCK_L,)
+        l = c * BLOCK_L + l0
+        lm = l < L
+        # (BLOCK_L,)
+        u = tl.load(u_ptr + b * su_b + d * su_d + l * su_l, mask=lm, other=0.).to(CDT)
         dt = tl.load(dt_ptr + b * sdt_b + d * sdt_d + l * sdt_l, mask=lm, other=0.).to(CDT)
         if HAS_BIAS: dt = dt + bias
         if SOFTPLUS: dt = softplus_tl(dt)
-        dt = tl.where(lm, dt, 0.)                         # past the end: dA = 1, dBu = 0, the state passes through
+        # past the end: dA = 1, dBu = 0, the state passes through
+        dt = tl.where(lm, dt, 0.)
         dA = tl.exp(dt[None, :] * A[:, None])             # (N_PAD, BLOCK_L) ZOH for A
         if VAR_B:
             Bt = tl.load(B_ptr + b * sB_b + gB * sB_g + n[:, None] * sB_n + l[None, :] * sB_l,
@@ -128,9 +141,11 @@ def _s6_fwd_kernel(
         else: Ct = Cc[:, None]
         dBu = Bt * (dt * u)[None, :]                      # (N_PAD, BLOCK_L) Euler for B, times u
         aP, hB = tl.associative_scan((dA, dBu), axis=1, combine_fn=first_order_op)
-        hs = hB + aP * h[:, None]                          # (N_PAD, BLOCK_L) every state of the chunk, on chip
+        # (N_PAD, BLOCK_L) every state of the chunk, on chip
+        hs = hB + aP * h[:, None]
         y = tl.sum(hs * Ct, axis=0)                        # (BLOCK_L,)
-        h = tl.sum(tl.where((l0 == BLOCK_L - 1)[None, :], hs, 0.), axis=1)   # the chunk's last state
+        # the chunk's last state
+        h = tl.sum(tl.where((l0 == BLOCK_L - 1)[None, :], hs, 0.), axis=1)
         if HAS_D: y = y + Dv * u
         if HAS_Z:
             zz = tl.load(z_ptr + b * sz_b + d * sz_d + l * sz_l, mask=lm, other=0.).to(CDT)
@@ -145,12 +160,14 @@ _TL = {torch.float32: tl.float32, torch.float64: tl.float64}
 def _pow2(x: int) -> int: return 1 << max(0, int(x) - 1).bit_length()
 
 def default_block_l(L: int, N: int) -> int:
-    """Chunk length: a tile of 1024 (state, step) pairs per program (64 steps for N = 16: no register spills with
-    4 warps, see "What the compiler makes of it"), at least 16 steps, at most next_pow2(L)."""
+    """Chunk length: a tile of 1024 (state, step) pairs per program (64 steps for N = 16: no
+    register spills with 4 warps, see "What the compiler makes of it"), at least 16 steps, at most
+    next_pow2(L)."""
     return max(16, min(_pow2(L), 1024 // _pow2(N)))
 
 def _bc_strides(X: torch.Tensor, variable: bool):
-    "(batch, group, n, l) strides of a variable B/C (batch, [G,] N, L); a constant (dim, N) reads row `group` = channel."
+    """(batch, group, n, l) strides of a variable B/C (batch, [G,] N, L); a constant (dim, N) reads
+    row `group` = channel."""
     if not variable: return 0, X.stride(0), X.stride(1), 0
     if X.dim() == 3: return X.stride(0), 0, X.stride(1), X.stride(2)
     return X.stride(0), X.stride(1), X.stride(2), X.stride(3)
@@ -176,7 +193,8 @@ def _prepare(u, delta, A, B, C, D, z, delta_bias, block_l):
     check_triton_runnable(u.device)
     BL = default_block_l(info.L, info.N) if block_l is None else block_l
     if not isinstance(BL, int) or isinstance(BL, bool) or BL < 1 or BL & (BL - 1):
-        raise ValueError(f"block_l must be a power of two >= 1 (or None for the default), got {block_l!r}")
+        raise ValueError("block_l must be a power of two >= 1 (or None for the default), got "
+                         f"{block_l!r}")
     cpg_B = info.dim // info.groups_B if info.variable_B else 1
     cpg_C = info.dim // info.groups_C if info.variable_C else 1
     return info, BL, cpg_B, cpg_C
@@ -184,13 +202,15 @@ def _prepare(u, delta, A, B, C, D, z, delta_bias, block_l):
 def s6_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, save_all=False,
                block_l=None, num_warps=4):
     """Run the fused forward kernel. Returns (out, states): out (batch, dim, L) in u's dtype; states
-    (batch, dim, n_chunks, N) in the compute dtype: every chunk's last state if `save_all`, else only the final one."""
+    (batch, dim, n_chunks, N) in the compute dtype: every chunk's last state if `save_all`, else
+    only the final one."""
     info, BL, cpg_B, cpg_C = _prepare(u, delta, A, B, C, D, z, delta_bias, block_l)
     batch, dim, L, N = info.batch, info.dim, info.L, info.N
     n_chunks = triton.cdiv(L, BL)
     out = torch.empty((batch, dim, L), dtype=u.dtype, device=u.device)
     states = torch.empty((batch, dim, n_chunks if save_all else 1, N), dtype=info.compute_dtype, device=u.device)
-    zz = z if z is not None else u                                     # placeholders for absent inputs: never read
+    # placeholders for absent inputs: never read
+    zz = z if z is not None else u
     _s6_fwd_kernel[(dim, batch)](
         u, delta, A, B, C, D if D is not None else u, zz, delta_bias if delta_bias is not None else u, out, states,
         L, N, cpg_B, cpg_C, n_chunks,
@@ -205,7 +225,8 @@ def s6_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplu
 # %% ../nbs/04_scan_triton.ipynb #ae86e359
 @triton.jit
 def reverse_segment_op(p_l, f_l, q_l, p_r, f_r, q_r):
-    "Join an earlier segment r of lam_t = x_t + a_{t+1} lam_{t+1} to a later segment l (as reverse scans fold)."
+    """Join an earlier segment r of lam_t = x_t + a_{t+1} lam_{t+1} to a later segment l (as reverse
+    scans fold)."""
     return p_r * f_l * p_l, f_r, q_r + p_r * f_l * q_l
 
 # %% ../nbs/04_scan_triton.ipynb #d3be3715
@@ -223,15 +244,18 @@ def _s6_bwd_kernel(
     N_PAD: tl.constexpr, BLOCK_L: tl.constexpr, CDT: tl.constexpr):
     d = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1).to(tl.int64)
-    n = tl.arange(0, N_PAD); nm = n < N
+    n = tl.arange(0, N_PAD)
+    nm = n < N
     l0 = tl.arange(0, BLOCK_L)
     A = tl.load(A_ptr + d * sA_d + n * sA_n, mask=nm, other=0.).to(CDT)
-    gB = d // cpg_B; gC = d // cpg_C
+    gB = d // cpg_B
+    gC = d // cpg_C
     if not VAR_B: Bc = tl.load(B_ptr + gB * sB_g + n * sB_n, mask=nm, other=0.).to(CDT)
     if not VAR_C: Cc = tl.load(C_ptr + gC * sC_g + n * sC_n, mask=nm, other=0.).to(CDT)
     if HAS_D: Dv = tl.load(D_ptr + d * sD).to(CDT)
     if HAS_BIAS: bias = tl.load(bias_ptr + d * sbias).to(CDT)
-    lam_in = tl.zeros((N_PAD,), dtype=CDT)                # a_{c1} lam_{c1}: handed back by the chunk after this one
+    # a_{c1} lam_{c1}: handed back by the chunk after this one
+    lam_in = tl.zeros((N_PAD,), dtype=CDT)
     dA_acc = tl.zeros((N_PAD,), dtype=CDT)
     dBc_acc = tl.zeros((N_PAD,), dtype=CDT)
     dCc_acc = tl.zeros((N_PAD,), dtype=CDT)
@@ -239,14 +263,16 @@ def _s6_bwd_kernel(
     dbias_acc = tl.zeros((BLOCK_L,), dtype=CDT)
     for i in range(n_chunks):
         c = n_chunks - 1 - i                               # chunks from last to first
-        l = c * BLOCK_L + l0; lm = l < L
+        l = c * BLOCK_L + l0
+        lm = l < L
         u = tl.load(u_ptr + b * su_b + d * su_d + l * su_l, mask=lm, other=0.).to(CDT)
         dt_raw = tl.load(dt_ptr + b * sdt_b + d * sdt_d + l * sdt_l, mask=lm, other=0.).to(CDT)
         if HAS_BIAS: dt_raw = dt_raw + bias
         if SOFTPLUS: dt = softplus_tl(dt_raw)
         else: dt = dt_raw
         dt = tl.where(lm, dt, 0.)
-        dA = tl.exp(dt[None, :] * A[:, None])                                        # (N_PAD, BLOCK_L)
+        # (N_PAD, BLOCK_L)
+        dA = tl.exp(dt[None, :] * A[:, None])
         if VAR_B:
             Bt = tl.load(B_ptr + b * sB_b + gB * sB_g + n[:, None] * sB_n + l[None, :] * sB_l,
                          mask=nm[:, None] & lm[None, :], other=0.).to(CDT)
@@ -260,7 +286,8 @@ def _s6_bwd_kernel(
         # recompute the chunk's states from the state saved at its start
         h0 = tl.load(state_ptr + b * ss_b + d * ss_d + (c - 1) * ss_c + n * ss_n, mask=nm & (c > 0), other=0.).to(CDT)
         aP, hB = tl.associative_scan((dA, dBu), axis=1, combine_fn=first_order_op)
-        hs = hB + aP * h0[:, None]                                                      # (N_PAD, BLOCK_L)
+        # (N_PAD, BLOCK_L)
+        hs = hB + aP * h0[:, None]
         g = tl.load(dout_ptr + b * sg_b + d * sg_d + l * sg_l, mask=lm, other=0.).to(CDT)
         if HAS_Z:
             y = tl.sum(hs * Ct, axis=0)
@@ -275,7 +302,8 @@ def _s6_bwd_kernel(
             dD_acc += dy * u
             du = dy * Dv
         else: du = tl.zeros((BLOCK_L,), dtype=CDT)
-        dC_t = hs * dy[None, :]                                                         # (N_PAD, BLOCK_L)
+        # (N_PAD, BLOCK_L)
+        dC_t = hs * dy[None, :]
         if VAR_C:
             tl.atomic_add(dC_ptr + b * sdC_b + gC * sdC_g + n[:, None] * sdC_n + l[None, :] * sdC_l, dC_t,
                           mask=nm[:, None] & lm[None, :])
@@ -284,8 +312,10 @@ def _s6_bwd_kernel(
         x = Ct * dy[None, :]
         P, F, Q = tl.associative_scan((tl.full((N_PAD, BLOCK_L), 1.0, CDT), dA, x), axis=1,
                                       combine_fn=reverse_segment_op, reverse=True)
-        lam = Q + P * lam_in[:, None]                                                   # (N_PAD, BLOCK_L)
-        lam_in = tl.sum(tl.where((l0 == 0)[None, :], dA * lam, 0.), axis=1)             # a_{c0} lam_{c0}
+        # (N_PAD, BLOCK_L)
+        lam = Q + P * lam_in[:, None]
+        # a_{c0} lam_{c0}
+        lam_in = tl.sum(tl.where((l0 == 0)[None, :], dA * lam, 0.), axis=1)
         lamB = tl.sum(lam * Bt, axis=0)                                                 # (BLOCK_L,)
         du += dt * lamB
         ddt = u * lamB
@@ -312,15 +342,17 @@ def _s6_bwd_kernel(
 
 # %% ../nbs/04_scan_triton.ipynb #c6bea3ba
 def s6_backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, block_l, num_warps=4):
-    """Run the backward kernel from `states` = `s6_forward(..., save_all=True, block_l=block_l)[1]`. Returns the
-    gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) in the inputs' dtypes, None where an input was None."""
+    """Run the backward kernel from `states` = `s6_forward(..., save_all=True, block_l=block_l)[1]`.
+    Returns the gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) in the inputs' dtypes, None
+    where an input was None."""
     info, BL, cpg_B, cpg_C = _prepare(u, delta, A, B, C, D, z, delta_bias, block_l)
     batch, dim, L, N = info.batch, info.dim, info.L, info.N
     n_chunks = triton.cdiv(L, BL)
     if tuple(states.shape) != (batch, dim, n_chunks, N):
         raise ValueError(f"states must be the (batch, dim, n_chunks, N) = {(batch, dim, n_chunks, N)} chunk states of "
                          f"s6_forward(save_all=True, block_l={BL}), got {tuple(states.shape)}")
-    if tuple(dout.shape) != (batch, dim, L): raise ValueError(f"dout must have shape {(batch, dim, L)}, got {tuple(dout.shape)}")
+    if tuple(dout.shape) != (batch, dim, L):
+        raise ValueError(f"dout must have shape {(batch, dim, L)}, got {tuple(dout.shape)}")
     cdt, N_PAD = info.compute_dtype, _pow2(N)
     du = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     ddelta = torch.empty(delta.shape, dtype=delta.dtype, device=u.device)
@@ -357,7 +389,8 @@ def s6_backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
 _ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 class SelectiveScanTriton(torch.autograd.Function):
-    "The fused Triton selective scan as an autograd function: forward kernel, backward by recomputation."
+    """The fused Triton selective scan as an autograd function: forward kernel, backward by
+    recomputation."""
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_l, num_warps, save):
         tensors = (u, delta, A, B, C, D, z, delta_bias)
@@ -376,14 +409,17 @@ class SelectiveScanTriton(torch.autograd.Function):
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                           return_last_state=False, block_l: int | None = None, num_warps: int = 4):
-    """The selective scan with mamba-ssm's signature and semantics, as one fused Triton kernel per pass.
-    Runs on CUDA tensors, or on CPU tensors under TRITON_INTERPRET=1 (slowly: for tests). `block_l`: chunk length
-    (a power of two; default `default_block_l(L, N)`); `num_warps`: warps per program on a GPU."""
+    """The selective scan with mamba-ssm's signature and semantics, as one fused Triton kernel per
+    pass. Runs on CUDA tensors, or on CPU tensors under TRITON_INTERPRET=1 (slowly: for tests).
+    `block_l`: chunk length (a power of two; default `default_block_l(L, N)`); `num_warps`: warps
+    per program on a GPU."""
     for name, flag in (("delta_softplus", delta_softplus), ("return_last_state", return_last_state)):
-        if not isinstance(flag, bool): raise TypeError(f"selective scan: {name} must be a bool, got {type(flag).__name__}")
+        if not isinstance(flag, bool):
+            raise TypeError(f"selective scan: {name} must be a bool, got {type(flag).__name__}")
     info = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
     bl = default_block_l(info.L, info.N) if block_l is None else block_l
     tensors = (u, delta, A, B, C, D, z, delta_bias)
-    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)   # chunk states only if needed
+    # chunk states only if needed
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     out, last = SelectiveScanTriton.apply(*tensors, delta_softplus, bl, num_warps, save)
     return (out, last) if return_last_state else out

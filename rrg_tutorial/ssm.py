@@ -17,11 +17,14 @@ __all__ = ['DISCRETIZATIONS_DIAG', 'impulse_response', 'zoh', 'zoh_diag', 'zoh_e
 # %% ../nbs/01_ssm.ipynb #23365745
 def _check_matrix_ssm(A, B):
     if not isinstance(A, torch.Tensor) or A.dim() != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 1:
-        raise ValueError(f"A must be a square (N, N) tensor, got {tuple(A.shape) if isinstance(A, torch.Tensor) else type(A).__name__}")
-    if not A.is_floating_point(): raise TypeError(f"A must be a floating-point tensor, got {A.dtype}")
+        raise ValueError("A must be a square (N, N) tensor, got "
+                         f"{tuple(A.shape) if isinstance(A, torch.Tensor) else type(A).__name__}")
+    if not A.is_floating_point():
+        raise TypeError(f"A must be a floating-point tensor, got {A.dtype}")
     N = A.shape[0]
     if not isinstance(B, torch.Tensor) or B.dim() not in (1, 2) or B.shape[0] != N:
-        raise ValueError(f"B must have shape (N,) or (N, m) with N = {N}, got {tuple(B.shape) if isinstance(B, torch.Tensor) else type(B).__name__}")
+        raise ValueError(f"B must have shape (N,) or (N, m) with N = {N}, got "
+                         f"{tuple(B.shape) if isinstance(B, torch.Tensor) else type(B).__name__}")
     return A, B.to(A.dtype)
 
 def _check_delta(delta, like: torch.Tensor):
@@ -31,7 +34,8 @@ def _check_delta(delta, like: torch.Tensor):
     return delta
 
 def impulse_response(A, B, C, t) -> torch.Tensor:
-    "The continuous SSM's impulse response C exp(tA) B at the times `t` (T,): the kernel the discrete ones approximate."
+    """The continuous SSM's impulse response C exp(tA) B at the times `t` (T,): the kernel the
+    discrete ones approximate."""
     A, B = _check_matrix_ssm(A, B)
     t = torch.as_tensor(t, dtype=A.dtype)
     E = torch.linalg.matrix_exp(t.reshape(-1, 1, 1) * A)            # (T, N, N)
@@ -39,9 +43,10 @@ def impulse_response(A, B, C, t) -> torch.Tensor:
 
 # %% ../nbs/01_ssm.ipynb #34c82ea4
 def zoh(A, B, delta):
-    """Zero-order hold of h' = Ah + Bx with step `delta` for a general (N, N) A and B (N,) or (N, m): returns (Ad, Bd),
-    both read off one matrix exponential of the augmented matrix [[A, B], [0, 0]] * delta (no inverse of A needed).
-    `delta` may be a tensor of steps (...,): then Ad is (..., N, N) and Bd (..., N) or (..., N, m)."""
+    """Zero-order hold of h' = Ah + Bx with step `delta` for a general (N, N) A and B (N,) or (N,
+    m): returns (Ad, Bd), both read off one matrix exponential of the augmented matrix [[A, B], [0,
+    0]] * delta (no inverse of A needed). `delta` may be a tensor of steps (...,): then Ad is (...,
+    N, N) and Bd (..., N) or (..., N, m)."""
     A, B = _check_matrix_ssm(A, B)
     delta = _check_delta(delta, A)
     N, vec = A.shape[0], B.dim() == 1
@@ -61,12 +66,15 @@ def _phi1(x):
     return torch.where(zero, torch.ones_like(x), torch.expm1(safe) / safe)
 
 def _diag_args(a, b, delta):
-    a = torch.as_tensor(a); b = torch.as_tensor(b, dtype=a.dtype, device=a.device)
-    if not a.is_floating_point(): raise TypeError(f"a (the diagonal of A) must be floating point, got {a.dtype}")
+    a = torch.as_tensor(a)
+    b = torch.as_tensor(b, dtype=a.dtype, device=a.device)
+    if not a.is_floating_point():
+        raise TypeError(f"a (the diagonal of A) must be floating point, got {a.dtype}")
     return a, b, _check_delta(delta, a)
 
 def zoh_diag(a, b, delta):
-    "ZOH for a diagonal A given as its diagonal `a`: (exp(delta*a), (exp(delta*a) - 1)/a * b); all arguments broadcast."
+    """ZOH for a diagonal A given as its diagonal `a`: (exp(delta*a), (exp(delta*a) - 1)/a * b); all
+    arguments broadcast."""
     a, b, delta = _diag_args(a, b, delta)
     x = delta * a
     return torch.exp(x), _phi1(x) * delta * b
@@ -78,7 +86,8 @@ def zoh_euler_b_diag(a, b, delta):
 
 # %% ../nbs/01_ssm.ipynb #145176ac
 def bilinear(A, B, delta):
-    "Bilinear (Tustin) discretization for a general A: ((I - dA/2)^-1 (I + dA/2), (I - dA/2)^-1 d B)."
+    """Bilinear (Tustin) discretization for a general A: ((I - dA/2)^-1 (I + dA/2), (I - dA/2)^-1 d
+    B)."""
     A, B = _check_matrix_ssm(A, B)
     delta = _check_delta(delta, A)[..., None, None]
     I = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
@@ -103,10 +112,11 @@ DISCRETIZATIONS_DIAG = {"zoh": zoh_diag, "zoh A, euler B (mamba-ssm)": zoh_euler
 
 # %% ../nbs/01_ssm.ipynb #a5636178
 def ssm_recurrence(Ad, Bd, C, x, D=None) -> torch.Tensor:
-    """Run Eq. (4) from h_{-1} = 0 over the last axis of `x` (..., L): Ad is (N, N), or (N,) for a diagonal A;
-    Bd and C are (N,); returns y (..., L) (plus D*x when D is given)."""
+    """Run Eq. (4) from h_{-1} = 0 over the last axis of `x` (..., L): Ad is (N, N), or (N,) for a
+    diagonal A; Bd and C are (N,); returns y (..., L) (plus D*x when D is given)."""
     if Ad.dim() not in (1, 2) or Bd.shape != Ad.shape[:1] or C.shape != Ad.shape[:1]:
-        raise ValueError(f"need Ad (N, N) or (N,), Bd (N,), C (N,); got {tuple(Ad.shape)}, {tuple(Bd.shape)}, {tuple(C.shape)}")
+        raise ValueError(f"need Ad (N, N) or (N,), Bd (N,), C (N,); got {tuple(Ad.shape)}, "
+                         f"{tuple(Bd.shape)}, {tuple(C.shape)}")
     x = torch.as_tensor(x, dtype=Ad.dtype)
     h = x.new_zeros(*x.shape[:-1], Ad.shape[0])                      # (..., N)
     ys = []
@@ -118,7 +128,8 @@ def ssm_recurrence(Ad, Bd, C, x, D=None) -> torch.Tensor:
 
 # %% ../nbs/01_ssm.ipynb #76676012
 def simulate_held_input(A, B, C, x, delta: float, substeps: int = 64) -> torch.Tensor:
-    "y_k = C h(k*delta) of Eq. (1) for the input x_k held over step k, by RK4 with `substeps` per step: an independent check."
+    """y_k = C h(k*delta) of Eq. (1) for the input x_k held over step k, by RK4 with `substeps` per
+    step: an independent check."""
     A, B = _check_matrix_ssm(A, B)
     x = torch.as_tensor(x, dtype=A.dtype)
     if x.dim() != 1: raise ValueError(f"x must be a 1-D sequence, got shape {tuple(x.shape)}")
@@ -126,7 +137,10 @@ def simulate_held_input(A, B, C, x, delta: float, substeps: int = 64) -> torch.T
     for xk in x:
         f = lambda h: A @ h + B * xk
         for _ in range(substeps):
-            k1 = f(h); k2 = f(h + dt / 2 * k1); k3 = f(h + dt / 2 * k2); k4 = f(h + dt * k3)
+            k1 = f(h)
+            k2 = f(h + dt / 2 * k1)
+            k3 = f(h + dt / 2 * k2)
+            k4 = f(h + dt * k3)
             h = h + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
         ys.append(C.to(A.dtype) @ h)
     return torch.stack(ys)
@@ -143,19 +157,23 @@ def ssm_kernel(Ad, Bd, C, L: int) -> torch.Tensor:
 
 # %% ../nbs/01_ssm.ipynb #268ab494
 def causal_conv(x, K) -> torch.Tensor:
-    "y_k = sum_{j<=k} K_j x_{k-j} over the last axis, by FFT (zero-padded to 2L, so nothing wraps around)."
+    """y_k = sum_{j<=k} K_j x_{k-j} over the last axis, by FFT (zero-padded to 2L, so nothing wraps
+    around)."""
     L = x.shape[-1]
-    if K.shape[-1] != L: raise ValueError(f"the kernel must have the input's length L = {L}, got {K.shape[-1]}")
+    if K.shape[-1] != L:
+        raise ValueError(f"the kernel must have the input's length L = {L}, got {K.shape[-1]}")
     n = 2 * L
     return torch.fft.irfft(torch.fft.rfft(x, n=n) * torch.fft.rfft(K, n=n), n=n)[..., :L]
 
 # %% ../nbs/01_ssm.ipynb #e95ff2ae
 def plot_kernels(A, B, C, deltas: Sequence[float], t_max: float = 10.0,
                  methods: dict[str, Callable] | None = None, axes=None):
-    "Discrete kernels K_j / delta at t = j*delta for each step size and method, over the continuous impulse response."
+    """Discrete kernels K_j / delta at t = j*delta for each step size and method, over the
+    continuous impulse response."""
     import matplotlib.pyplot as plt
     methods = methods or {"zoh": zoh, "bilinear": bilinear}
-    if axes is None: _, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 3.2), sharey=True, squeeze=False)
+    if axes is None:
+        _, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 3.2), sharey=True, squeeze=False)
     axes = list(getattr(axes, "flat", axes))
     t = torch.linspace(0, t_max, 400, dtype=A.dtype)
     for ax, (name, fn) in zip(axes, methods.items()):
@@ -170,7 +188,8 @@ def plot_kernels(A, B, C, deltas: Sequence[float], t_max: float = 10.0,
 
 # %% ../nbs/01_ssm.ipynb #cd80aa7c
 def plot_b_ratio(a_values: Sequence[float] = (-1, -4, -16), delta_range=(1e-3, 10.0), init_range=(1e-3, 0.1), ax=None):
-    "The factor (exp(delta*a) - 1)/(delta*a) between ZOH's and Euler's B over delta, Mamba's dt-init range shaded."
+    """The factor (exp(delta*a) - 1)/(delta*a) between ZOH's and Euler's B over delta, Mamba's
+    dt-init range shaded."""
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5.5, 3.2))
     d = torch.logspace(math.log10(delta_range[0]), math.log10(delta_range[1]), 200, dtype=torch.float64)
