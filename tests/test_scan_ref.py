@@ -2,11 +2,11 @@
 import itertools, sys
 import pytest
 import torch
-from rrg_tutorial.scan_ref import (ScanInfo, check_scan_inputs, import_mamba_ssm, mamba_ssm_reference,
+from rrg_tutorial.scan_ref import (ScanInfo, check_scan_inputs, import_mamba_ssm, mamba_ssm_missing, mamba_ssm_reference,
                                    random_scan_inputs, selective_scan_ref)
 
 MAMBA_REF = mamba_ssm_reference(required=False)
-needs_mamba = pytest.mark.skipif(MAMBA_REF is None, reason="mamba-ssm is not installed")
+needs_mamba = pytest.mark.skipif(MAMBA_REF is None, reason=f"mamba-ssm reference unavailable: {mamba_ssm_missing()}")
 KINDS = ["const", "var", "var_g2"]
 FLAGS = list(itertools.product(*[(False, True)] * 5))   # D, z, delta_bias, softplus, return_last_state
 # (rtol, atol) of the output: fp32 differs from mamba-ssm only by summation order; fp16/bf16 by one rounding of that
@@ -251,7 +251,8 @@ def test_import_mamba_ssm_guards():
     with pytest.raises(ValueError, match="mamba_ssm or one of its submodules"): import_mamba_ssm("torch")
 
 
-@needs_mamba
+@pytest.mark.skipif(mamba_ssm_missing("mamba_ssm.modules.mamba_simple") is not None,
+                    reason=f"mamba-ssm block unavailable: {mamba_ssm_missing('mamba_ssm.modules.mamba_simple')}")
 def test_import_mamba_ssm_module():
     mod = import_mamba_ssm("mamba_ssm.modules.mamba_simple")
     assert hasattr(mod, "Mamba")

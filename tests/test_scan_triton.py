@@ -4,10 +4,11 @@ import itertools
 import pytest
 import torch
 
+pytest.importorskip("triton", reason="the Triton kernels need the triton package (Linux only)")
 from rrg_tutorial import scan_triton as st
 from rrg_tutorial.scan_triton import (selective_scan_triton, s6_forward, s6_backward, scan_hbm_bytes,
                                       materialised_scan_bytes, scan_roofline, default_block_l, check_triton_runnable)
-from rrg_tutorial.scan_ref import selective_scan_ref, mamba_ssm_reference, random_scan_inputs
+from rrg_tutorial.scan_ref import selective_scan_ref, mamba_ssm_missing, mamba_ssm_reference, random_scan_inputs
 
 ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 pytestmark = pytest.mark.skipif(not st.INTERPRETED and not torch.cuda.is_available(),
@@ -17,6 +18,8 @@ DEV = "cuda" if torch.cuda.is_available() and not st.INTERPRETED else "cpu"
 
 @pytest.fixture(scope="module")
 def ref_mamba():
+    why = mamba_ssm_missing()
+    if why is not None: pytest.skip(f"mamba-ssm reference unavailable: {why}")
     return mamba_ssm_reference()
 
 
