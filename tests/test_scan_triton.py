@@ -178,3 +178,10 @@ def test_traffic_model_and_roofline():
     assert r32["bound"] == "HBM" and r16["bound"] == "exp (SFU)"       # fp32 memory bound, bf16 exp bound
     assert 15 < r32["bytes_per_elem"] < 17 and r32["traffic_ratio"] > 20
     assert default_block_l(2048, 16) == 64 and default_block_l(5, 16) == 16 and default_block_l(4096, 5) == 128
+
+
+def test_second_derivative_raises_instead_of_being_wrong():
+    x = random_scan_inputs(1, 2, 6, 3, with_z=False, seed=5, requires_grad=True, device=DEV)
+    out = selective_scan_triton(**x, delta_softplus=True, block_l=4)
+    with pytest.raises(RuntimeError, match="second derivative"):
+        torch.autograd.grad(out.sum(), x["u"], create_graph=True)
