@@ -160,3 +160,10 @@ def test_empty_inputs_fail_clearly():
     conv, ssm = m.allocate_inference_cache(2)
     with pytest.raises(ValueError, match="at least one sequence"): m.step(torch.randn(0, 1, 8), conv, ssm)
     with pytest.raises(TypeError, match="ssm_state must be a tensor"): m.step(torch.randn(2, 1, 8), conv, None)
+
+
+def test_helpers_reject_bad_input():
+    with pytest.raises(ValueError, match="y must be > 0"): inverse_softplus(torch.tensor([0.5, 0.0]))
+    with pytest.raises(TypeError, match="y must be a tensor"): inverse_softplus(0.5)
+    with pytest.raises(TypeError, match="dt_min must be a number"): Mamba(8, dt_min="a")
+    with pytest.raises(ValueError, match="d_model must be a positive int"): mamba_ssm_block(0)

@@ -258,3 +258,9 @@ def test_import_mamba_ssm_module():
     assert hasattr(mod, "Mamba")
     m = sys.modules.get("selective_scan_cuda")
     assert m is None or hasattr(m, "fwd")
+
+
+def test_random_scan_inputs_rejects_non_int_sizes():
+    with pytest.raises(TypeError, match="batch must be an int"): random_scan_inputs(1.5, 2, 3, 2)
+    with pytest.raises(TypeError, match="N must be an int"): random_scan_inputs(1, 2, 3, True)
+    with pytest.raises(ValueError, match="must be >= 1"): random_scan_inputs(1, 2, 0, 2)

@@ -185,3 +185,10 @@ def test_second_derivative_raises_instead_of_being_wrong():
     out = selective_scan_triton(**x, delta_softplus=True, block_l=4)
     with pytest.raises(RuntimeError, match="second derivative"):
         torch.autograd.grad(out.sum(), x["u"], create_graph=True)
+
+
+def test_traffic_model_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="L must be a positive int"): scan_hbm_bytes(1, 1, 0, 4)
+    with pytest.raises(ValueError, match="dim must be a positive int"): scan_roofline(1, -1, 4, 4)
+    with pytest.raises(ValueError, match="N must be a positive int"): default_block_l(16, 0)
+    with pytest.raises(ValueError, match="itemsize must be a positive int"): materialised_scan_bytes(1, 1, 4, 4, itemsize=0)
