@@ -18,12 +18,15 @@ __all__ = ['inverse_softplus', 'Mamba', 'mamba_ssm_block', 'MambaLTI']
 # %% ../nbs/05_mamba.ipynb #40b5c6a1
 def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
     "x such that softplus(x) = y, for y > 0, computed stably as y + log(-expm1(-y))."
+    if not isinstance(y, torch.Tensor): raise TypeError(f"inverse_softplus: y must be a tensor, got {type(y).__name__}")
+    if not (y > 0).all(): raise ValueError("inverse_softplus: softplus is positive, so y must be > 0 everywhere")
     return y + torch.log(-torch.expm1(-y))
 
 def _positive_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 def _check_mamba_args(d_model, d_state, d_conv, expand, dt_rank, dt_min, dt_max, dt_init, scan_backend):
-    "Mamba's constructor arguments, checked before any layer is built (clear errors naming what was expected)."
+    """Mamba's constructor arguments, checked before any layer is built (clear errors naming what
+    was expected)."""
     for name, v in (("d_model", d_model), ("d_state", d_state), ("d_conv", d_conv)):
         if not _positive_int(v): raise ValueError(f"Mamba: {name} must be a positive int, got {v!r}")
     if isinstance(expand, bool) or not (isinstance(expand, (int, float)) and expand > 0):
@@ -33,6 +36,8 @@ def _check_mamba_args(d_model, d_state, d_conv, expand, dt_rank, dt_min, dt_max,
                          "need at least one inner channel")
     if not (dt_rank == "auto" or _positive_int(dt_rank)):
         raise ValueError(f"Mamba: dt_rank must be 'auto' or a positive int, got {dt_rank!r}")
+    for name, v in (("dt_min", dt_min), ("dt_max", dt_max)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)): raise TypeError(f"Mamba: {name} must be a number, got {v!r}")
     if not 0 < dt_min <= dt_max:
         raise ValueError(f"Mamba: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
     if dt_init not in ("random", "constant"):
@@ -43,9 +48,11 @@ def _check_mamba_args(d_model, d_state, d_conv, expand, dt_rank, dt_min, dt_max,
 
 def _check_tokens(x, d_model: int, what: str = "(batch, L, d_model)"):
     "A non-empty (batch, L, d_model) float tensor, or a clear error."
-    if not isinstance(x, torch.Tensor): raise TypeError(f"Mamba: expected a tensor {what}, got {type(x).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"Mamba: expected a tensor {what}, got {type(x).__name__}")
     if x.dim() != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"Mamba: expected input of shape {what} with d_model = {d_model}, got {tuple(x.shape)}")
+        raise ValueError(f"Mamba: expected input of shape {what} with d_model = {d_model}, got "
+                         f"{tuple(x.shape)}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"Mamba: expected at least one sequence of at least one token {what}, "
                          f"got shape {tuple(x.shape)}")
@@ -71,11 +78,12 @@ class Mamba(nn.Module):
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else dt_rank
         self.layer_idx, self.scan_backend = layer_idx, scan_backend
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias, **kw)   # -> (x, z)
-        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner,   # depthwise, causal
-                                padding=d_conv - 1, bias=conv_bias, **kw)                  # by cutting the end
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner,  # depthwise; causal by
+                                padding=d_conv - 1, bias=conv_bias, **kw)                 # cutting the end
         self.act = nn.SiLU()
         self._init_ssm_params(dt_min, dt_max, dt_init, dt_scale, dt_init_floor, kw)
-        A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)  # (d_inner, N)
+        # (d_inner, N)
+        A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)
         self.A_log = nn.Parameter(torch.log(A))                                  # S4D-real, kept in fp32
         self.A_log._no_weight_decay = True
         self.D = nn.Parameter(torch.ones(self.d_inner, device=device))           # fp32
@@ -99,7 +107,8 @@ class Mamba(nn.Module):
         return torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
 
     def _ssm_inputs(self, x):
-        "From x (batch, d_inner, L): delta (batch, d_inner, L) before its bias, B and C (batch, N, L), the bias."
+        """From x (batch, d_inner, L): delta (batch, d_inner, L) before its bias, B and C (batch, N,
+        L), the bias."""
         dt, B, C = torch.split(self.x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state],
                                dim=-1)                                          # (batch, L, .) each
         delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)                  # (batch, d_inner, L)
@@ -130,6 +139,7 @@ def mamba_ssm_block(d_model: int, **kwargs) -> nn.Module:
     a CPU: where its CUDA extension is missing, its scan is pointed at mamba-ssm's
     `selective_scan_ref` and its step at its PyTorch path."""
     from rrg_tutorial.scan_ref import import_mamba_ssm, mamba_ssm_reference
+    if not _positive_int(d_model): raise ValueError(f"mamba_ssm_block: d_model must be a positive int, got {d_model!r}")
     # with lesson 02's stand-in where needed
     ms = import_mamba_ssm("mamba_ssm.modules.mamba_simple")
     iface = import_mamba_ssm("mamba_ssm.ops.selective_scan_interface")
@@ -141,7 +151,8 @@ def mamba_ssm_block(d_model: int, **kwargs) -> nn.Module:
 
 # %% ../nbs/05_mamba.ipynb #670effaf
 def _check_step_inputs(m, hidden_states, conv_state, ssm_state):
-    "One token (batch, 1, d_model) and the two decoding states of `allocate_inference_cache`, or a clear error."
+    """One token (batch, 1, d_model) and the two decoding states of `allocate_inference_cache`, or a
+    clear error."""
     _check_tokens(hidden_states, m.d_model, "(batch, 1, d_model)")
     if hidden_states.shape[1] != 1:
         raise ValueError("Mamba.step decodes one token at a time: expected (batch, 1, d_model), "
@@ -153,8 +164,8 @@ def _check_step_inputs(m, hidden_states, conv_state, ssm_state):
             raise TypeError(f"Mamba.step: {name} must be a tensor (see allocate_inference_cache), "
                             f"got {type(st).__name__}")
     if tuple(conv_state.shape) != want_c or tuple(ssm_state.shape) != want_s:
-        raise ValueError(f"Mamba.step: states must be conv {want_c} and ssm {want_s} (see "
-                         f"allocate_inference_cache), got {tuple(conv_state.shape)} and {tuple(ssm_state.shape)}")
+        raise ValueError(f"Mamba.step: states must be conv {want_c} and ssm {want_s} (see allocate_inference_cache), "
+                         f"got {tuple(conv_state.shape)} and {tuple(ssm_state.shape)}")
 
 # %% ../nbs/05_mamba.ipynb #0996078e
 def _allocate_inference_cache(self: Mamba, batch_size: int, max_seqlen: int | None = None, dtype=None):
@@ -162,7 +173,8 @@ def _allocate_inference_cache(self: Mamba, batch_size: int, max_seqlen: int | No
     ssm_state (batch, d_inner, d_state)). `max_seqlen` is accepted for mamba-ssm's signature;
     the state does not grow."""
     if not _positive_int(batch_size):
-        raise ValueError(f"Mamba.allocate_inference_cache: batch_size must be a positive int, got {batch_size!r}")
+        raise ValueError("Mamba.allocate_inference_cache: batch_size must be a positive int, got "
+                         f"{batch_size!r}")
     p = self.out_proj.weight
     conv = torch.zeros(batch_size, self.d_inner, self.d_conv, device=p.device,
                        dtype=dtype or self.conv1d.weight.dtype)                  # (batch, d_inner, d_conv)
@@ -207,7 +219,9 @@ def _step(self: Mamba, hidden_states: torch.Tensor, conv_state: torch.Tensor, ss
     y = (y * self.act(z.float())).to(dtype)
     return self.out_proj(y)[:, None], conv_state, ssm_state
 
-Mamba.allocate_inference_cache, Mamba._step_ssm_inputs, Mamba.step = _allocate_inference_cache, _step_ssm_inputs, _step
+Mamba.allocate_inference_cache = _allocate_inference_cache
+Mamba._step_ssm_inputs = _step_ssm_inputs
+Mamba.step = _step
 
 # %% ../nbs/05_mamba.ipynb #4d183471
 class MambaLTI(Mamba):

@@ -57,7 +57,8 @@ def _cuda_kernel_problem(u, delta, A, B, C, D, z, delta_bias) -> str | None:
     for name, t in (("B", B), ("C", C)):
         want = torch.float32 if t.dim() == 2 else u.dtype
         if t.dtype != want:
-            return f"its kernel takes a {'constant' if t.dim() == 2 else 'variable'} {name} in {want}, got {t.dtype}"
+            kind = "constant" if t.dim() == 2 else "variable"
+            return f"its kernel takes a {kind} {name} in {want}, got {t.dtype}"
     for name, t in (("D", D), ("delta_bias", delta_bias)):
         if t is not None and t.dtype != torch.float32:
             return f"its kernel takes an fp32 {name}, got {t.dtype}"
@@ -91,7 +92,8 @@ def backend_unavailable(name: str, u, delta, A, B, C, D=None, z=None, delta_bias
 
 def choose_backend(u, delta, A, B, C, D=None, z=None, delta_bias=None) -> str:
     "The backend `selective_scan` runs these inputs on when none is forced (see the table above)."
-    order = ("cuda", "triton", "chunked", "reference") if u.device.type == "cuda" else ("chunked", "reference")
+    on_gpu = u.device.type == "cuda"
+    order = ("cuda", "triton", "chunked", "reference") if on_gpu else ("chunked", "reference")
     for name in order:
         if name not in _failed and backend_unavailable(name, u, delta, A, B, C, D, z, delta_bias) is None:
             return name
@@ -136,8 +138,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             except torch.cuda.OutOfMemoryError: raise
             except Exception as e:   # our Triton kernel failed to build or run on this GPU: say so, fall back
                 _failed[name] = f"{type(e).__name__}: {e}"[:500]
-                warnings.warn(f"selective_scan: backend {name!r} failed ({_failed[name]}); using the next one "
-                              f"from now on. Force it with backend={name!r} to see the full error.", RuntimeWarning)
+                warnings.warn(f"selective_scan: backend {name!r} failed ({_failed[name]}); using the next "
+                              f"one from now on. Force it with backend={name!r} to see the full error.",
+                              RuntimeWarning)
     _last = name
     for rec in _recorders.get(): rec.append(name)
     return out

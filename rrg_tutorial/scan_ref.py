@@ -32,6 +32,8 @@ def random_scan_inputs(batch: int, dim: int, L: int, N: int, groups: int = 1, va
     if dtype not in _REAL: raise TypeError(f"dtype must be one of {_REAL}, got {dtype}")
     wdt = weight_dtype or (torch.float64 if dtype == torch.float64 else torch.float32)
     if wdt not in _REAL: raise TypeError(f"weight_dtype must be one of {_REAL}, got {wdt}")
+    for name, v in (("batch", batch), ("dim", dim), ("L", L), ("N", N), ("groups", groups)):
+        if isinstance(v, bool) or not isinstance(v, int): raise TypeError(f"{name} must be an int, got {v!r}")
     if min(batch, dim, L, N, groups) < 1:
         raise ValueError(f"batch, dim, L, N, groups must be >= 1, got {(batch, dim, L, N, groups)}")
     if dim % groups: raise ValueError(f"groups = {groups} must divide dim = {dim}")

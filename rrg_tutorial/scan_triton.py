@@ -16,8 +16,8 @@ __all__ = ['H100_SXM', 'INTERPRETED', 'scan_hbm_bytes', 'materialised_scan_bytes
            'reverse_segment_op', 's6_backward', 'SelectiveScanTriton', 'selective_scan_triton']
 
 # %% ../nbs/04_scan_triton.ipynb #9775d331
-_NO_TRITON = ("the Triton selective scan needs the triton package (pip install triton; Linux only, no wheels for "
-              "macOS or Windows); rrg_tutorial.scan.selective_scan runs lesson 03's scans without it")
+_NO_TRITON = ("the Triton selective scan needs the triton package (pip install triton; Linux only, no "
+              "wheels for macOS or Windows); rrg_tutorial.scan.selective_scan runs lesson 03's scans without it")
 
 class _MissingKernel:
     "A `@triton.jit` function where Triton is missing: launching it (`kernel[grid](...)`) raises."
@@ -41,6 +41,13 @@ except ImportError:
     HAS_TRITON = False
 
 # %% ../nbs/04_scan_triton.ipynb #44403a21
+def _check_sizes(**sizes):
+    "Every size a positive int, or a clear error naming it."
+    for name, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+# %% ../nbs/04_scan_triton.ipynb #cde4cdf2
 def scan_hbm_bytes(batch: int, dim: int, L: int, N: int, itemsize: int = 4, groups: int = 1,
                    variable_B: bool = True, variable_C: bool = True, has_z: bool = True, has_D: bool = True,
                    has_delta_bias: bool = True, backward: bool = False, grad_itemsize: int = 4) -> int:
@@ -49,6 +56,7 @@ def scan_hbm_bytes(batch: int, dim: int, L: int, N: int, itemsize: int = 4, grou
     delta, z, B, C (4 fp32, 2 bf16); A, D, delta_bias are fp32. With `backward`, the backward pass
     alone: it re-reads the inputs and dout, reads the chunk states (ignored here: N values per
     chunk), and writes du, ddelta, dz and the fp32 gradients of B and C."""
+    _check_sizes(batch=batch, dim=dim, L=L, N=N, itemsize=itemsize, groups=groups, grad_itemsize=grad_itemsize)
     elems = batch * dim * L
     bc = lambda var: batch * groups * N * L if var else dim * N           # elements of one B or C
     weights = 4 * (dim * N + dim * (has_D + has_delta_bias))              # A, D, delta_bias (fp32)
@@ -122,7 +130,8 @@ def softplus_tl(x):
 def _s6_program_constants(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, N, cpg_B, cpg_C, sA_d, sA_n, sB_g, sB_n, sC_g, sC_n,
                           sD, sbias, VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr,
                           HAS_BIAS: tl.constexpr, N_PAD: tl.constexpr, CDT: tl.constexpr):
-    "What one program loads once: its ids, A (N_PAD,), B/C groups, constant B and C rows, D, delta_bias."
+    """What one program loads once: its ids, A (N_PAD,), B/C groups, constant B and C rows, D,
+    delta_bias."""
     d = tl.program_id(0).to(tl.int64)                     # one program per (channel, sequence)
     b = tl.program_id(1).to(tl.int64)
     n = tl.arange(0, N_PAD)                               # (N_PAD,) states, padded to a power of two
@@ -146,8 +155,9 @@ def _s6_load_chunk(c, b, d, gB, gC, n, nm, l0, bias, Bc, Cc, u_ptr, dt_ptr, B_pt
                    su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
                    VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                    BLOCK_L: tl.constexpr, CDT: tl.constexpr):
-    """Chunk c's positions l and mask lm (BLOCK_L,), u, delta before (dt_raw) and after bias and softplus (dt,
-    0 past the end: the state passes through), and B, C as (N_PAD, BLOCK_L) or (N_PAD, 1) tiles."""
+    """Chunk c's positions l and mask lm (BLOCK_L,), u, delta before (dt_raw) and after bias and
+    softplus (dt, 0 past the end: the state passes through), and B, C as (N_PAD, BLOCK_L) or (N_PAD,
+    1) tiles."""
     l = c * BLOCK_L + l0
     lm = l < L
     u = tl.load(u_ptr + b * su_b + d * su_d + l * su_l, mask=lm, other=0.).to(CDT)            # (BLOCK_L,)
@@ -210,6 +220,7 @@ def default_block_l(L: int, N: int) -> int:
     """Chunk length: a tile of 1024 (state, step) pairs per program (64 steps for N = 16: no
     register spills with 4 warps, see "What the compiler makes of it"), at least 16 steps, at most
     next_pow2(L)."""
+    _check_sizes(L=L, N=N)
     return max(16, min(_pow2(L), 1024 // _pow2(N)))
 
 def _bc_strides(X: torch.Tensor, variable: bool):
@@ -225,15 +236,17 @@ def check_triton_runnable(device: torch.device):
     device = torch.device(device)
     if device.type == "cuda":
         if INTERPRETED:
-            raise RuntimeError("rrg_tutorial.scan_triton was imported with TRITON_INTERPRET=1, so its kernels would run in "
-                               "the CPU interpreter; unset TRITON_INTERPRET (or set it to 0) before importing it to run on CUDA")
+            raise RuntimeError("rrg_tutorial.scan_triton was imported with TRITON_INTERPRET=1, so its kernels "
+                               "would run in the CPU interpreter; unset TRITON_INTERPRET (or set it to 0) before "
+                               "importing it to run on CUDA")
         return
     if device.type == "cpu":
         if not INTERPRETED:
-            raise RuntimeError("the Triton selective scan needs CUDA tensors, or CPU tensors with Triton's interpreter: set "
-                               "TRITON_INTERPRET=1 in the environment before rrg_tutorial.scan_triton is first imported")
+            raise RuntimeError("the Triton selective scan needs CUDA tensors, or CPU tensors with Triton's "
+                               "interpreter: set TRITON_INTERPRET=1 in the environment before "
+                               "rrg_tutorial.scan_triton is first imported")
         return
-    raise RuntimeError(f"the Triton selective scan runs on CUDA tensors (or CPU tensors under TRITON_INTERPRET=1), "
+    raise RuntimeError("the Triton selective scan runs on CUDA tensors (or CPU tensors under TRITON_INTERPRET=1), "
                        f"got tensors on {device}")
 
 def _prepare(u, delta, A, B, C, D, z, delta_bias, block_l):
@@ -257,7 +270,8 @@ def s6_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplu
     batch, dim, L, N = info.batch, info.dim, info.L, info.N
     n_chunks = triton.cdiv(L, BL)
     out = torch.empty((batch, dim, L), dtype=u.dtype, device=u.device)
-    states = torch.empty((batch, dim, n_chunks if save_all else 1, N), dtype=info.compute_dtype, device=u.device)
+    states = torch.empty((batch, dim, n_chunks if save_all else 1, N), dtype=info.compute_dtype,
+                         device=u.device)
     # placeholders for absent inputs: never read
     zz = z if z is not None else u
     _s6_fwd_kernel[(dim, batch)](
@@ -312,7 +326,8 @@ def _s6_bwd_kernel(
         dtu = dt * u
         dBu = Bt * dtu[None, :]
         # recompute the chunk's states from the state saved at its start
-        h0 = tl.load(state_ptr + b * ss_b + d * ss_d + (c - 1) * ss_c + n * ss_n, mask=nm & (c > 0), other=0.).to(CDT)
+        h0 = tl.load(state_ptr + b * ss_b + d * ss_d + (c - 1) * ss_c + n * ss_n, mask=nm & (c > 0),
+                     other=0.).to(CDT)
         aP, hB = tl.associative_scan((dA, dBu), axis=1, combine_fn=first_order_op)
         # (N_PAD, BLOCK_L)
         hs = hB + aP * h0[:, None]
@@ -377,7 +392,8 @@ def s6_backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
     batch, dim, L, N = info.batch, info.dim, info.L, info.N
     n_chunks = triton.cdiv(L, BL)
     if tuple(states.shape) != (batch, dim, n_chunks, N):
-        raise ValueError(f"states must be the (batch, dim, n_chunks, N) = {(batch, dim, n_chunks, N)} chunk states of "
+        raise ValueError(f"states must be the (batch, dim, n_chunks, N) = {(batch, dim, n_chunks, N)} "
+                         "chunk states of "
                          f"s6_forward(save_all=True, block_l={BL}), got {tuple(states.shape)}")
     if tuple(dout.shape) != (batch, dim, L):
         raise ValueError(f"dout must have shape {(batch, dim, L)}, got {tuple(dout.shape)}")
@@ -422,7 +438,8 @@ class SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_l, num_warps, save):
         tensors = (u, delta, A, B, C, D, z, delta_bias)
-        out, states = s6_forward(*tensors, delta_softplus, save_all=save, block_l=block_l, num_warps=num_warps)
+        out, states = s6_forward(*tensors, delta_softplus, save_all=save, block_l=block_l,
+                                 num_warps=num_warps)
         last = states[:, :, -1].clone()
         ctx.mark_non_differentiable(last)
         ctx.delta_softplus, ctx.block_l, ctx.num_warps = delta_softplus, block_l, num_warps

@@ -27,6 +27,34 @@ def _check_matrix_ssm(A, B):
                          f"{tuple(B.shape) if isinstance(B, torch.Tensor) else type(B).__name__}")
     return A, B.to(A.dtype)
 
+def _check_vector(name, v, N: int):
+    "A (N,) tensor, or a clear error."
+    if not isinstance(v, torch.Tensor) or v.shape != (N,):
+        got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise ValueError(f"{name} must be a tensor of shape (N,) = ({N},), got {got}")
+    return v
+
+def _check_positive_int(name, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
+    return v
+
+def _check_sequence(x, dtype) -> torch.Tensor:
+    "x (..., L) with L >= 1 as a tensor of `dtype`, or a clear error."
+    try: x = torch.as_tensor(x, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"x must be a tensor or nested sequence of numbers (..., L), got {type(x).__name__}") from e
+    if x.dim() == 0 or x.shape[-1] < 1: raise ValueError(f"x must have a last axis of length L >= 1, got {tuple(x.shape)}")
+    return x
+
+def _check_discrete(Ad, Bd, C) -> int:
+    "Ad (N, N) or (N,), Bd and C (N,): returns N, or raises naming what was expected."
+    if not isinstance(Ad, torch.Tensor) or Ad.dim() not in (1, 2) or (Ad.dim() == 2 and Ad.shape[0] != Ad.shape[1]):
+        got = tuple(Ad.shape) if isinstance(Ad, torch.Tensor) else type(Ad).__name__
+        raise ValueError(f"Ad must be a tensor (N, N), or (N,) for a diagonal A; got {got}")
+    _check_vector("Bd", Bd, Ad.shape[0])
+    _check_vector("C", C, Ad.shape[0])
+    return Ad.shape[0]
+
 def _check_delta(delta, like: torch.Tensor):
     delta = torch.as_tensor(delta, dtype=like.dtype, device=like.device)
     if not delta.is_floating_point() or not torch.isfinite(delta).all() or (delta <= 0).any():
@@ -38,6 +66,7 @@ def impulse_response(A, B, C, t) -> torch.Tensor:
     """The continuous SSM's impulse response C exp(tA) B at the times `t` (T,): the kernel the
     discrete ones approximate."""
     A, B = _check_matrix_ssm(A, B)
+    C = _check_vector("C", C, A.shape[0])
     t = torch.as_tensor(t, dtype=A.dtype)
     E = torch.linalg.matrix_exp(t.reshape(-1, 1, 1) * A)            # (T, N, N)
     return (C.to(A.dtype) @ E @ B).reshape(t.shape)
@@ -115,10 +144,8 @@ DISCRETIZATIONS_DIAG = {"zoh": zoh_diag, "zoh A, euler B (mamba-ssm)": zoh_euler
 def ssm_recurrence(Ad, Bd, C, x, D=None) -> torch.Tensor:
     """Run Eq. (4) from h_{-1} = 0 over the last axis of `x` (..., L): Ad is (N, N), or (N,) for a
     diagonal A; Bd and C are (N,); returns y (..., L) (plus D*x when D is given)."""
-    if Ad.dim() not in (1, 2) or Bd.shape != Ad.shape[:1] or C.shape != Ad.shape[:1]:
-        raise ValueError(f"need Ad (N, N) or (N,), Bd (N,), C (N,); got {tuple(Ad.shape)}, "
-                         f"{tuple(Bd.shape)}, {tuple(C.shape)}")
-    x = torch.as_tensor(x, dtype=Ad.dtype)
+    _check_discrete(Ad, Bd, C)
+    x = _check_sequence(x, Ad.dtype)
     h = x.new_zeros(*x.shape[:-1], Ad.shape[0])                      # (..., N)
     ys = []
     for k in range(x.shape[-1]):
@@ -132,7 +159,9 @@ def simulate_held_input(A, B, C, x, delta: float, substeps: int = 64) -> torch.T
     """y_k = C h(k*delta) of Eq. (1) for the input x_k held over step k, by RK4 with `substeps` per
     step: an independent check."""
     A, B = _check_matrix_ssm(A, B)
-    x = torch.as_tensor(x, dtype=A.dtype)
+    C = _check_vector("C", C, A.shape[0])
+    x = _check_sequence(x, A.dtype)
+    _check_positive_int("substeps", substeps)
     if x.dim() != 1: raise ValueError(f"x must be a 1-D sequence, got shape {tuple(x.shape)}")
     h, dt, ys = A.new_zeros(A.shape[0]), float(_check_delta(delta, A)) / substeps, []
     for xk in x:
@@ -149,7 +178,8 @@ def simulate_held_input(A, B, C, x, delta: float, substeps: int = 64) -> torch.T
 # %% ../nbs/01_ssm.ipynb #14e0594a
 def ssm_kernel(Ad, Bd, C, L: int) -> torch.Tensor:
     "The kernel K_j = C Ad^j Bd, j = 0..L-1; Ad (N, N) or (N,) diagonal."   # Eq. 5
-    if L < 1: raise ValueError(f"L must be >= 1, got {L}")
+    _check_discrete(Ad, Bd, C)
+    _check_positive_int("L", L)
     v, K = Bd, []
     for _ in range(L):
         K.append(C @ v)
@@ -160,7 +190,10 @@ def ssm_kernel(Ad, Bd, C, L: int) -> torch.Tensor:
 def causal_conv(x, K) -> torch.Tensor:
     """y_k = sum_{j<=k} K_j x_{k-j} over the last axis, by FFT (zero-padded to 2L, so nothing wraps
     around)."""
-    L = x.shape[-1]
+    if not (isinstance(x, torch.Tensor) and isinstance(K, torch.Tensor)):
+        raise TypeError(f"x and K must be tensors, got {type(x).__name__} and {type(K).__name__}")
+    L = x.shape[-1] if x.dim() else 0
+    if L < 1: raise ValueError(f"x must have a last axis of length L >= 1, got shape {tuple(x.shape)}")
     if K.shape[-1] != L:
         raise ValueError(f"the kernel must have the input's length L = {L}, got {K.shape[-1]}")
     n = 2 * L
