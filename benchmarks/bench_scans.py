@@ -156,7 +156,8 @@ def main(argv=None):
         loads[shape] = (l0, load1())
 
     out("# Selective scans on the CPU: forward and forward+backward, side by side in one run")
-    out(f"# command : python {' '.join(shlex.quote(a) for a in [os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))}")
+    args = [os.path.basename(a) if os.path.isabs(a) else a for a in (argv if argv is not None else sys.argv[1:])]
+    out(f"# command : python {' '.join(shlex.quote(a) for a in [os.path.relpath(__file__)] + args)}")   # no machine paths
     out(f"# machine : {cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
         f"torch {torch.__version__} on CPU, {torch.get_num_threads()} threads; Python {platform.python_version()}")
     out(f"# date    : {start:%Y-%m-%d %H:%M}; load average (1, 5, 15 min) at start {load0}, at end {load()}")

@@ -18,10 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["TRITON_INTERPRET"] = "0"        # compile: the interpreter would skip the compiler altogether
 
-import triton
-import triton.language as tl
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+try:
+    import triton
+    import triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+except ImportError as e:                    # macOS, Windows, CPU-only wheels
+    raise SystemExit(f"compile_scan_kernels.py compiles lesson 04's Triton kernels and needs Triton (Linux only): {e}")
 
 PTR = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16", "fp64": "*fp64"}
 

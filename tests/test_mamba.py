@@ -6,7 +6,10 @@ import torch.nn.functional as F
 
 from rrg_tutorial.mamba import Mamba, MambaLTI, mamba_ssm_block, inverse_softplus
 from rrg_tutorial.scan import record_backends, use_backend
-from rrg_tutorial.scan_ref import selective_scan_ref
+from rrg_tutorial.scan_ref import mamba_ssm_missing, selective_scan_ref
+
+WHY_NOT = mamba_ssm_missing("mamba_ssm.modules.mamba_simple")
+needs_mamba = pytest.mark.skipif(WHY_NOT is not None, reason=f"mamba-ssm's block unavailable: {WHY_NOT}")
 
 
 def _trained(d_model=16, L=10, seed=0, cls=Mamba):
@@ -19,6 +22,7 @@ def _trained(d_model=16, L=10, seed=0, cls=Mamba):
     return m
 
 
+@needs_mamba
 def test_defaults_and_names_match_mamba_ssm():
     torch.manual_seed(3); theirs = mamba_ssm_block(40)
     torch.manual_seed(3); ours = Mamba(40)
@@ -46,6 +50,7 @@ def test_initialisation():
     assert torch.equal(Mamba(16, dt_init="constant").dt_proj.weight, torch.full((32, 1), 1.0))
 
 
+@needs_mamba
 def test_state_dict_both_ways_and_same_outputs_fp32():
     ours = _trained()
     theirs = mamba_ssm_block(16); theirs.load_state_dict(ours.state_dict())
@@ -59,6 +64,7 @@ def test_state_dict_both_ways_and_same_outputs_fp32():
     for a, b in zip(go, gt): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@needs_mamba
 def test_same_wiring_to_rounding_in_fp64():
     "With both scans in fp64 (mamba-ssm's block pointed at the fp64-capable reference), only rounding differs."
     ours = _trained().double()
@@ -87,6 +93,7 @@ def test_step_decoding_equals_forward(cls):
     torch.testing.assert_close(s2, ssm, rtol=1e-5, atol=1e-6)
 
 
+@needs_mamba
 def test_step_equals_mamba_ssm_step():
     ours = _trained()
     theirs = mamba_ssm_block(16); theirs.load_state_dict(ours.state_dict())
@@ -131,3 +138,32 @@ def test_bad_arguments_and_inputs():
     conv, ssm = m.allocate_inference_cache(2)
     with pytest.raises(ValueError, match="one token at a time"): m.step(torch.randn(2, 3, 16), conv, ssm)
     with pytest.raises(ValueError, match="allocate_inference_cache"): m.step(torch.randn(3, 1, 16), conv, ssm)
+
+
+def test_bad_sizes_and_backend_fail_in_the_constructor():
+    with pytest.raises(ValueError, match=r"d_inner = int\(expand \* d_model\)"): Mamba(1, expand=0.5)
+    with pytest.raises(ValueError, match="expand must be a number > 0"): Mamba(16, expand=0)
+    with pytest.raises(ValueError, match="expand must be a number > 0"): Mamba(16, expand=True)
+    with pytest.raises(ValueError, match="d_state must be a positive int"): Mamba(16, d_state=0)
+    with pytest.raises(ValueError, match="scan_backend must be None.*'chunked'"): Mamba(16, scan_backend="fastest")
+    with pytest.raises(ValueError, match="scan_backend"): MambaLTI(16, scan_backend="cuda_fast")
+    Mamba(16, scan_backend="reference")                                # a known name is accepted
+
+
+def test_empty_inputs_fail_clearly():
+    m = Mamba(8)
+    with pytest.raises(ValueError, match="at least one sequence of at least one token"): m(torch.randn(0, 5, 8))
+    with pytest.raises(ValueError, match="at least one sequence of at least one token"): m(torch.randn(2, 0, 8))
+    with pytest.raises(TypeError, match="floating-point"): m(torch.ones(2, 5, 8, dtype=torch.long))
+    with pytest.raises(TypeError, match="expected a tensor"): m([[0.0] * 8])
+    with pytest.raises(ValueError, match="batch_size must be a positive int"): m.allocate_inference_cache(0)
+    conv, ssm = m.allocate_inference_cache(2)
+    with pytest.raises(ValueError, match="at least one sequence"): m.step(torch.randn(0, 1, 8), conv, ssm)
+    with pytest.raises(TypeError, match="ssm_state must be a tensor"): m.step(torch.randn(2, 1, 8), conv, None)
+
+
+def test_helpers_reject_bad_input():
+    with pytest.raises(ValueError, match="y must be > 0"): inverse_softplus(torch.tensor([0.5, 0.0]))
+    with pytest.raises(TypeError, match="y must be a tensor"): inverse_softplus(0.5)
+    with pytest.raises(TypeError, match="dt_min must be a number"): Mamba(8, dt_min="a")
+    with pytest.raises(ValueError, match="d_model must be a positive int"): mamba_ssm_block(0)

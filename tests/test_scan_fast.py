@@ -4,12 +4,12 @@ import itertools
 import pytest
 import torch
 from rrg_tutorial.core import saved_tensor_bytes
-from rrg_tutorial.scan_ref import mamba_ssm_reference, random_scan_inputs, selective_scan_ref
+from rrg_tutorial.scan_ref import mamba_ssm_missing, mamba_ssm_reference, random_scan_inputs, selective_scan_ref
 from rrg_tutorial.scan_fast import (default_chunk_size, parallel_scan, scan_op, selective_scan_chunked,
                                     selective_scan_mambapy, selective_scan_parallel)
 
 MAMBA_REF = mamba_ssm_reference(required=False)
-needs_mamba = pytest.mark.skipif(MAMBA_REF is None, reason="mamba-ssm is not installed")
+needs_mamba = pytest.mark.skipif(MAMBA_REF is None, reason=f"mamba-ssm reference unavailable: {mamba_ssm_missing()}")
 try:
     import mambapy  # noqa: F401
     HAS_MAMBAPY = True
@@ -211,8 +211,22 @@ def test_bad_input_is_rejected_with_a_clear_error():
         selective_scan_parallel(**{**x, "delta": x["delta"][..., :-1]})
 
 
-def test_second_derivative_raises_instead_of_being_wrong():
+@pytest.mark.parametrize("with_z", [True, False])
+def test_second_derivative_raises_instead_of_being_wrong(with_z):
+    # without z the upstream gradient needs no graph, so once_differentiable let the mixed d2/du d(delta)
+    # through silently wrong (9.86 vs the reference's 8.84): any create_graph=True must raise
     x = make("var", "var", requires_grad=True)
+    if not with_z: x["z"] = None
     y = selective_scan_chunked(**x, delta_softplus=True)
-    (gu,) = torch.autograd.grad(y.sum(), x["u"], create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"): gu.sum().backward()
+    with pytest.raises(RuntimeError, match="second derivative.*backend='parallel'"):
+        torch.autograd.grad(y.sum(), x["u"], create_graph=True)
+
+
+def test_second_derivative_through_parallel_matches_reference():
+    x = make("var", "var", z=False, requires_grad=True)
+    mixed = []
+    for fn in (selective_scan_parallel, selective_scan_ref):
+        (gu,) = torch.autograd.grad(fn(**x, delta_softplus=True).sum(), x["u"], create_graph=True)
+        mixed.append(torch.autograd.grad(gu.sum(), x["delta"])[0])
+    torch.testing.assert_close(mixed[0], mixed[1], rtol=1e-9, atol=1e-9)
+

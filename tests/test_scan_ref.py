@@ -2,11 +2,11 @@
 import itertools, sys
 import pytest
 import torch
-from rrg_tutorial.scan_ref import (ScanInfo, check_scan_inputs, import_mamba_ssm, mamba_ssm_reference,
+from rrg_tutorial.scan_ref import (ScanInfo, check_scan_inputs, import_mamba_ssm, mamba_ssm_missing, mamba_ssm_reference,
                                    random_scan_inputs, selective_scan_ref)
 
 MAMBA_REF = mamba_ssm_reference(required=False)
-needs_mamba = pytest.mark.skipif(MAMBA_REF is None, reason="mamba-ssm is not installed")
+needs_mamba = pytest.mark.skipif(MAMBA_REF is None, reason=f"mamba-ssm reference unavailable: {mamba_ssm_missing()}")
 KINDS = ["const", "var", "var_g2"]
 FLAGS = list(itertools.product(*[(False, True)] * 5))   # D, z, delta_bias, softplus, return_last_state
 # (rtol, atol) of the output: fp32 differs from mamba-ssm only by summation order; fp16/bf16 by one rounding of that
@@ -251,9 +251,16 @@ def test_import_mamba_ssm_guards():
     with pytest.raises(ValueError, match="mamba_ssm or one of its submodules"): import_mamba_ssm("torch")
 
 
-@needs_mamba
+@pytest.mark.skipif(mamba_ssm_missing("mamba_ssm.modules.mamba_simple") is not None,
+                    reason=f"mamba-ssm block unavailable: {mamba_ssm_missing('mamba_ssm.modules.mamba_simple')}")
 def test_import_mamba_ssm_module():
     mod = import_mamba_ssm("mamba_ssm.modules.mamba_simple")
     assert hasattr(mod, "Mamba")
     m = sys.modules.get("selective_scan_cuda")
     assert m is None or hasattr(m, "fwd")
+
+
+def test_random_scan_inputs_rejects_non_int_sizes():
+    with pytest.raises(TypeError, match="batch must be an int"): random_scan_inputs(1.5, 2, 3, 2)
+    with pytest.raises(TypeError, match="N must be an int"): random_scan_inputs(1, 2, 3, True)
+    with pytest.raises(ValueError, match="must be >= 1"): random_scan_inputs(1, 2, 0, 2)

@@ -4,10 +4,11 @@ import itertools
 import pytest
 import torch
 
+pytest.importorskip("triton", reason="the Triton kernels need the triton package (Linux only)")
 from rrg_tutorial import scan_triton as st
 from rrg_tutorial.scan_triton import (selective_scan_triton, s6_forward, s6_backward, scan_hbm_bytes,
                                       materialised_scan_bytes, scan_roofline, default_block_l, check_triton_runnable)
-from rrg_tutorial.scan_ref import selective_scan_ref, mamba_ssm_reference, random_scan_inputs
+from rrg_tutorial.scan_ref import selective_scan_ref, mamba_ssm_missing, mamba_ssm_reference, random_scan_inputs
 
 ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 pytestmark = pytest.mark.skipif(not st.INTERPRETED and not torch.cuda.is_available(),
@@ -17,6 +18,8 @@ DEV = "cuda" if torch.cuda.is_available() and not st.INTERPRETED else "cpu"
 
 @pytest.fixture(scope="module")
 def ref_mamba():
+    why = mamba_ssm_missing()
+    if why is not None: pytest.skip(f"mamba-ssm reference unavailable: {why}")
     return mamba_ssm_reference()
 
 
@@ -175,3 +178,17 @@ def test_traffic_model_and_roofline():
     assert r32["bound"] == "HBM" and r16["bound"] == "exp (SFU)"       # fp32 memory bound, bf16 exp bound
     assert 15 < r32["bytes_per_elem"] < 17 and r32["traffic_ratio"] > 20
     assert default_block_l(2048, 16) == 64 and default_block_l(5, 16) == 16 and default_block_l(4096, 5) == 128
+
+
+def test_second_derivative_raises_instead_of_being_wrong():
+    x = random_scan_inputs(1, 2, 6, 3, with_z=False, seed=5, requires_grad=True, device=DEV)
+    out = selective_scan_triton(**x, delta_softplus=True, block_l=4)
+    with pytest.raises(RuntimeError, match="second derivative"):
+        torch.autograd.grad(out.sum(), x["u"], create_graph=True)
+
+
+def test_traffic_model_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="L must be a positive int"): scan_hbm_bytes(1, 1, 0, 4)
+    with pytest.raises(ValueError, match="dim must be a positive int"): scan_roofline(1, -1, 4, 4)
+    with pytest.raises(ValueError, match="N must be a positive int"): default_block_l(16, 0)
+    with pytest.raises(ValueError, match="itemsize must be a positive int"): materialised_scan_bytes(1, 1, 4, 4, itemsize=0)
