@@ -57,7 +57,11 @@ def test_no_hard_coded_cuda(nb):
 # Lessons whose exported code is all plumbing (imports, wiring), where `#| export` alone is right: name -> reason.
 EXPORT_ONLY_LESSONS: dict[str, str] = {}
 # Exported cells allowed over MAX_EXPORT_LINES: (notebook, first code line) -> reason.
-LONG_EXPORT_CELLS: dict[tuple[str, str], str] = {}
+# (lesson, a name defined in the cell) -> why that exported cell may exceed MAX_EXPORT_LINES
+LONG_EXPORT_CELLS: dict[tuple[str, str], str] = {
+    ("04_scan_triton.ipynb", "def _s6_bwd_kernel("): "one fused Triton kernel: splitting it would hand about 20 on-chip "
+                                                      "tiles through helper calls; its loading code is already shared",
+}
 MAX_EXPORT_LINES = 80
 
 
@@ -88,7 +92,8 @@ def test_site_shows_exported_code_of_every_lesson(nb):
 @pytest.mark.parametrize("nb", NUMBERED, ids=lambda p: p.name)
 def test_exported_cells_are_sized_for_reading(nb):
     long = [(len(lines), lines[0]) for _, lines in exported_cells(nb)
-            if len(lines) > MAX_EXPORT_LINES and (nb.name, lines[0]) not in LONG_EXPORT_CELLS]
+            if len(lines) > MAX_EXPORT_LINES
+            and not any(n == nb.name and any(m in l for l in lines) for n, m in LONG_EXPORT_CELLS)]
     assert not long, (f"{nb.name}: exported cell(s) over {MAX_EXPORT_LINES} non-blank lines (one idea per cell, "
                       f"about 40 lines): " + "; ".join(f"{n} lines from {first[:60]!r}" for n, first in long))
 
