@@ -118,3 +118,16 @@ def test_mask_must_cover_bos():
     b = batch(c)
     b["mask"][0, 0] = 0
     with pytest.raises(ValueError, match="bos"): m(b)
+
+
+def test_images_through_the_visual_extractor():
+    c = preset("ci", feats_only=False, pretrained=False, vocab_size=30)
+    m = build_model(c)
+    b = batch(cfg())
+    images = torch.randn(2, 2, 3, 64, 64)
+    b = {k: v for k, v in b.items() if k != "feats"}
+    out = m({**b, "images": images})
+    assert out["logits"].shape == (2, 7, 31)
+    assert [g["name"] for g in m.param_groups()] == ["visual", "rest"]
+    with pytest.raises(ValueError, match="3 \\(RGB\\) channels"): m({**b, "images": images[:, :, :1]})
+    with pytest.raises(ValueError, match="view"): m({**b, "images": images[:, :1]})
