@@ -97,6 +97,11 @@ def test_cli_help(mod):
     r = subprocess.run([sys.executable, "-m", f"rrg_tutorial.{mod}", "--help"], env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert ("--resume" if mod == "train" else "--checkpoint") in r.stdout
+    if mod == "train":                       # every setting listed with its default and the comment beside it
+        from dataclasses import fields
+        from rrg_tutorial.train import TrainConfig
+        lines = {l.split()[0]: l for l in r.stdout.splitlines() if l.startswith("  ") and len(l.split()) > 2}
+        for f in fields(TrainConfig): assert f.name in lines, f.name
 
 
 def test_cli_errors(tmp_path):
