@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rrg_tutorial.evaluate",
                                 description="Generate reports for a split with a trained checkpoint and score them "
                                             "(NLG against full and R2Gen-cut references, CE in both conventions, "
-                                            "bootstrap 95%% CIs over studies, diversity); writes OUT (JSON) and "
+                                            "bootstrap 95% CIs over studies, diversity); writes OUT (JSON) and "
                                             "OUT with .csv (one row per study).")
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="best.pt or last.pt of rrg_tutorial.train")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to evaluate (default test)")
