@@ -23,8 +23,8 @@ from .core import cache_dir, get_device, seed_everything
 __all__ = ['CONFIGS', 'data_root', 'tokenizer_state', 'tokenizer_from_state', 'split_dataset', 'collate_for', 'TrainConfig',
            'load_config', 'epoch_order', 'step_batches', 'param_groups', 'make_optimizer', 'LRFactor', 'make_scheduler',
            'plot_lr_schedules', 'rng_state', 'set_rng_state', 'save_atomic', 'load_checkpoint', 'to_device',
-           'validation_scores', 'TrainerSetup', 'TrainerCheckpoints', 'Trainer', 'build_run', 'model_from_checkpoint',
-           'run_dir', 'plot_curves', 'main']
+           'validation_scores', 'TrainerSetup', 'TrainerCheckpoints', 'TrainerSelection', 'Trainer', 'build_run',
+           'model_from_checkpoint', 'run_dir', 'plot_curves', 'main']
 
 # %% ../nbs/15_train.ipynb #27a1c169
 def data_root(data_dir: str | Path | None = None) -> Path:
@@ -431,8 +431,36 @@ class TrainerCheckpoints:
             w.writerows(self.state["history"])
         os.replace(tmp, self.out / "log.csv")
 
+# %% ../nbs/15_train.ipynb #eee2cf7ds
+class TrainerSelection:
+    "Validation at epoch ends: the metrics, best.pt on improvement (validation split only), early stopping."
+    def validate(self, **extra):
+        "Metrics on the validation split (main process); best.pt on improvement of `cfg.monitor`; early stopping."
+        cfg, st, m = self.cfg, self.state, None
+        if self.master:
+            rng = rng_state()                   # validation must not move the training's random streams
+            self.raw_model.eval()
+            with torch.no_grad(), self.autocast(): m = self.evaluate(self.raw_model)
+            self.raw_model.train()
+            set_rng_state(rng)
+        if self.ddp:
+            box = [m]
+            dist.broadcast_object_list(box, src=0)
+            m = box[0]
+        if cfg.monitor not in m: raise KeyError(f"monitor {cfg.monitor!r} is not among the validation metrics {sorted(m)}")
+        value, lower = m[cfg.monitor], cfg.monitor.endswith("loss")
+        if st["best"] is None or (value < st["best"] if lower else value > st["best"]):
+            st.update(best=value, best_epoch=st["epoch"], bad_evals=0)
+            self.log(**m, **extra)
+            self.save("best.pt", full=False)
+        else:
+            st["bad_evals"] += 1
+            st["stopped"] = 0 < cfg.patience <= st["bad_evals"]
+            self.log(**m, **extra)
+        return m
+
 # %% ../nbs/15_train.ipynb #eee2cf7d
-class Trainer(TrainerSetup, TrainerCheckpoints):
+class Trainer(TrainerSetup, TrainerCheckpoints, TrainerSelection):
     "Train, validate, select on validation, stop early, checkpoint: `Trainer(cfg, model, train_ds, val_ds, out).fit()`."
     def fit(self, resume: bool = False):
         "Train until `cfg.epochs` or early stopping; `resume` continues from out/last.pt exactly where it stopped."
@@ -488,31 +516,6 @@ class Trainer(TrainerSetup, TrainerCheckpoints):
         self.opt.zero_grad(set_to_none=True)
         if self.ddp: dist.all_reduce(total)                       # for the log: the mean over processes
         return total.item() / self.world
-
-    def validate(self, **extra):
-        "Metrics on the validation split (main process); best.pt on improvement of `cfg.monitor`; early stopping."
-        cfg, st, m = self.cfg, self.state, None
-        if self.master:
-            rng = rng_state()                   # validation must not move the training's random streams
-            self.raw_model.eval()
-            with torch.no_grad(), self.autocast(): m = self.evaluate(self.raw_model)
-            self.raw_model.train()
-            set_rng_state(rng)
-        if self.ddp:
-            box = [m]
-            dist.broadcast_object_list(box, src=0)
-            m = box[0]
-        if cfg.monitor not in m: raise KeyError(f"monitor {cfg.monitor!r} is not among the validation metrics {sorted(m)}")
-        value, lower = m[cfg.monitor], cfg.monitor.endswith("loss")
-        if st["best"] is None or (value < st["best"] if lower else value > st["best"]):
-            st.update(best=value, best_epoch=st["epoch"], bad_evals=0)
-            self.log(**m, **extra)
-            self.save("best.pt", full=False)
-        else:
-            st["bad_evals"] += 1
-            st["stopped"] = 0 < cfg.patience <= st["bad_evals"]
-            self.log(**m, **extra)
-        return m
 
 # %% ../nbs/15_train.ipynb #554e109b
 def build_run(cfg: TrainConfig, out, splits=("train", "val")) -> Trainer:
