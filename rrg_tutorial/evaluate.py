@@ -328,10 +328,12 @@ def plot_study(row, image_paths, fmap: torch.Tensor | None = None, dpi: int = 10
     for v, (ax, p) in enumerate(zip(axes[:2], image_paths)):
         img = np.asarray(Image.open(p).convert("L"))
         ax.imshow(img, cmap="gray")
-        if fmap is not None:
+        name = ["frontal", "lateral"][v] if len(image_paths) == 2 else "image"
+        if fmap is not None and fmap[v].max() > 0:                          # the map of the predicted classes
             up = F.interpolate(fmap[v][None, None], size=img.shape, mode="bilinear", align_corners=False)[0, 0]
             ax.imshow(up.numpy(), cmap="jet", alpha=0.35, vmin=0, vmax=1)
-        ax.set_title(["frontal", "lateral"][v] if len(image_paths) == 2 else "image", fontsize=10)
+        elif fmap is not None: name += "\n(no class predicted: no foreground)"
+        ax.set_title(name, fontsize=10)
         ax.axis("off")
     ref, gen = sentence_matches(row["reference"], row["generated"])
     _draw_report(axes[2], f"reference ({row['id']})", ref)
