@@ -163,3 +163,14 @@ def test_feature_dataset_and_loader(tmp_path):
         V.R2GenFeatureDataset(ann, img, "train", tok, feats={"ids": feats["ids"][:2], "feats": feats["feats"][:2]})
     with pytest.raises(ValueError, match="1 view"):
         V.R2GenFeatureDataset(ann, img, "train", tok, feats={"ids": feats["ids"], "feats": feats["feats"][:, :1]})
+
+
+def test_split_features_subset_of_ids(tmp_path):
+    ann, img = _tiny_set(tmp_path / "set")
+    kw = dict(pretrained=False, image_size=64, cache=tmp_path / "cache", progress=False)
+    full = V.split_features(ann, img, "train", **kw)
+    part = V.split_features(ann, img, "train", ids=["S2", "S0"], **kw)
+    assert part["ids"] == ["S2", "S0"] and part["n_computed"] == 0
+    assert torch.equal(part["feats"], full["feats"][[2, 0]])
+    with pytest.raises(KeyError, match="no item 'S3' in split 'train'"):
+        V.split_features(ann, img, "train", ids=["S3"], **kw)
