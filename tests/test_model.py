@@ -110,3 +110,11 @@ def test_mimic_single_view():
     m = build_model(c)
     out = m(batch(c))
     assert out["logits"].shape[0] == 2
+
+
+def test_mask_must_cover_bos():
+    c = cfg()
+    m = build_model(c)
+    b = batch(c)
+    b["mask"][0, 0] = 0
+    with pytest.raises(ValueError, match="bos"): m(b)
