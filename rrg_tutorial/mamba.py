@@ -19,7 +19,8 @@ __all__ = ['inverse_softplus', 'Mamba', 'mamba_ssm_block', 'MambaLTI']
 def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
     "x such that softplus(x) = y, for y > 0, computed stably as y + log(-expm1(-y))."
     if not isinstance(y, torch.Tensor): raise TypeError(f"inverse_softplus: y must be a tensor, got {type(y).__name__}")
-    if not (y > 0).all(): raise ValueError("inverse_softplus: softplus is positive, so y must be > 0 everywhere")
+    if y.device.type != "meta" and not (y > 0).all():   # meta tensors (shapes only) hold no values
+        raise ValueError("inverse_softplus: softplus is positive, so y must be > 0 everywhere")
     return y + torch.log(-torch.expm1(-y))
 
 def _positive_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v >= 1

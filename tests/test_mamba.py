@@ -167,3 +167,13 @@ def test_helpers_reject_bad_input():
     with pytest.raises(TypeError, match="y must be a tensor"): inverse_softplus(0.5)
     with pytest.raises(TypeError, match="dt_min must be a number"): Mamba(8, dt_min="a")
     with pytest.raises(ValueError, match="d_model must be a positive int"): mamba_ssm_block(0)
+
+
+def test_builds_on_the_meta_device():
+    "Counting parameters without memory (`with torch.device('meta')`) must not evaluate the init checks' values."
+    from rrg_tutorial.mamba import inverse_softplus
+    with torch.device("meta"):
+        m = Mamba(16)
+    assert m.in_proj.weight.is_meta and sum(p.numel() for p in m.parameters()) > 0
+    with pytest.raises(ValueError, match="must be > 0"):
+        inverse_softplus(torch.tensor([0.5, 0.0]))
