@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #56c4996b
 from __future__ import annotations
-import importlib.util, json, os, random, statistics, time
+import importlib.util, json, os, random, statistics, time, uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +16,7 @@ import torch
 # %% auto #0
 __all__ = ['def_device', 'MPS_MISSING_DTYPES', 'use_profile', 'get_device', 'has_cuda', 'mps_fallback_reason', 'device_for',
            'seed_everything', 'Timing', 'timeit', 'bench_table', 'record_headline', 'saved_tensor_bytes', 'repo_root',
-           'cache_dir', 'package_data_file']
+           'cache_dir', 'atomic_write', 'package_data_file']
 
 # %% ../nbs/00_core.ipynb #8a9852b0
 def _check_profiles(profiles, profile: str, overrides: Mapping):
@@ -214,6 +214,49 @@ def cache_dir(*parts: str) -> Path:
     d = base.joinpath(*parts)
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+# %% ../nbs/00_core.ipynb #519c2ca2
+def _check_atomic_write(path: Path, data):
+    if not (isinstance(data, (bytes, bytearray, memoryview, str)) or callable(data)):
+        raise TypeError("data must be bytes, a str, or a callable that writes the file at the path it is "
+                        f"given; got {type(data).__name__}")
+    if path.is_dir(): raise IsADirectoryError(f"{path} is a folder: atomic_write writes a file")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"the folder {path.parent} does not exist: create it before writing "
+                                f"{path.name}")
+
+def _fsync_folder(folder: Path):
+    "Put a folder's entries (the rename) on disk; only where the OS can open folders (not on Windows)."
+    if not hasattr(os, "O_DIRECTORY"): return
+    try: fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError: return            # a file system that cannot open folders: the rename is atomic anyway
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
+# %% ../nbs/00_core.ipynb #e48fbb4b
+def atomic_write(path: str | Path, data: bytes | str | Callable[[Path], object], encoding: str = "utf-8",
+                 fsync: bool = True) -> Path:
+    """Write `data` (bytes; a str in `encoding`; or a callable that writes the file at the temporary path
+    it is given) to `path` atomically: a temporary in the same folder, flushed, `os.replace`d over `path`."""
+    path = Path(path)
+    _check_atomic_write(path, data)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")  # per call
+    if callable(data): write = data
+    elif isinstance(data, str): write = lambda t: t.write_text(data, encoding=encoding)
+    else: write = lambda t: t.write_bytes(bytes(data))
+    try:
+        write(tmp)
+        if not tmp.is_file():
+            raise FileNotFoundError(f"the writer did not write the temporary {tmp.name} it was given "
+                                    f"for {path}")
+        if fsync:
+            with open(tmp, "ab") as f: os.fsync(f.fileno())    # the bytes on disk before the rename
+        os.replace(tmp, path)                                    # atomic: the old file or the new one
+    except BaseException:                                        # also on Ctrl-C: never leave a temporary
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync: _fsync_folder(path.parent)
+    return path
 
 # %% ../nbs/00_core.ipynb #ade164a2
 def _check_package_name(package: str):

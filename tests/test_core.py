@@ -128,3 +128,76 @@ def test_package_data_file_finds_without_importing(tmp_path, monkeypatch):
         package_data_file("rrg_no_such_pkg", "x")
     for bad in ("a.b", "", None):
         with pytest.raises(ValueError, match="top-level import name"): package_data_file(bad, "x")
+
+
+def test_atomic_write_bytes_text_and_callable(tmp_path):
+    from rrg_tutorial.core import atomic_write
+    p = tmp_path / "a.bin"
+    assert atomic_write(p, b"\x00\x01") == p and p.read_bytes() == b"\x00\x01"
+    atomic_write(p, bytearray(b"xy"))
+    assert p.read_bytes() == b"xy"
+    atomic_write(str(tmp_path / "t.txt"), "é\n", encoding="latin-1")
+    assert (tmp_path / "t.txt").read_bytes() == "é\n".encode("latin-1")
+    atomic_write(tmp_path / "x.npy", lambda t: np.save(t, np.arange(4)))   # np.save keeps a name ending in .npy
+    assert np.array_equal(np.load(tmp_path / "x.npy"), np.arange(4))
+    atomic_write(tmp_path / "x.pt", lambda t: torch.save({"w": torch.ones(2)}, t), fsync=False)
+    assert torch.equal(torch.load(tmp_path / "x.pt")["w"], torch.ones(2))
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.bin", "t.txt", "x.npy", "x.pt"]
+
+
+@pytest.mark.parametrize("exc", [OSError("No space left on device"), KeyboardInterrupt()])
+def test_atomic_write_failure_keeps_old_file_and_removes_temporary(tmp_path, exc):
+    from rrg_tutorial.core import atomic_write
+    p = atomic_write(tmp_path / "state.json", '{"v": 1}')
+    seen = []
+    def crash(t):
+        seen.append(t)
+        t.write_text('{"v": 2, "trunc')
+        raise exc
+    with pytest.raises(type(exc)): atomic_write(p, crash)
+    assert p.read_text() == '{"v": 1}'
+    assert seen[0].parent == tmp_path and not seen[0].exists()
+    assert [f.name for f in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_atomic_write_os_replace_failure_removes_temporary(tmp_path, monkeypatch):
+    import rrg_tutorial.core as core
+    p = core.atomic_write(tmp_path / "f.txt", "old")
+    def fail(src, dst): raise PermissionError("locked")
+    monkeypatch.setattr(core.os, "replace", fail)
+    with pytest.raises(PermissionError, match="locked"): core.atomic_write(p, "new")
+    monkeypatch.undo()
+    assert p.read_text() == "old" and [f.name for f in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_atomic_write_temporaries_are_unique_per_writer(tmp_path):
+    from rrg_tutorial.core import atomic_write
+    names = []
+    for _ in range(3): atomic_write(tmp_path / "img.png", lambda t: (names.append(t), t.write_bytes(b"x")))
+    assert len(set(names)) == 3
+    assert all(t.parent == tmp_path and t.name.startswith(".img.png.") and t.suffix == ".png" for t in names)
+
+
+def test_atomic_write_concurrent_writers_never_mix(tmp_path):
+    "Threads writing one file at once: it always holds one writer's whole payload, and no temporary is left."
+    from concurrent.futures import ThreadPoolExecutor
+    from rrg_tutorial.core import atomic_write
+    p = tmp_path / "shared.bin"
+    payloads = [bytes([i]) * 200_000 for i in range(8)]
+    def write_and_read(i):
+        atomic_write(p, payloads[i], fsync=False)
+        return p.read_bytes()
+    with ThreadPoolExecutor(4) as ex: seen = list(ex.map(write_and_read, range(8)))
+    assert all(s in payloads for s in seen)
+    assert p.read_bytes() in payloads
+    assert [f.name for f in tmp_path.iterdir()] == ["shared.bin"]
+
+
+def test_atomic_write_rejects_bad_input_with_clear_errors(tmp_path):
+    from rrg_tutorial.core import atomic_write
+    with pytest.raises(TypeError, match="bytes, a str, or a callable"): atomic_write(tmp_path / "a", 3)
+    with pytest.raises(FileNotFoundError, match="does not exist"): atomic_write(tmp_path / "no" / "a", "x")
+    with pytest.raises(IsADirectoryError, match="is a folder"): atomic_write(tmp_path, "x")
+    with pytest.raises(FileNotFoundError, match="did not write the temporary"):   # e.g. a writer adding a suffix
+        atomic_write(tmp_path / "a.bin", lambda t: np.save(str(t) + ".extra", np.ones(1)))
+    assert not (tmp_path / "a.bin").exists()                                       # nothing put in its place
