@@ -4,7 +4,7 @@
 
 # %% ../nbs/13b_datasets.ipynb #2bee903e
 from __future__ import annotations
-import hashlib, json, os
+import hashlib, json
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +60,8 @@ def write_r2gen_annotation(df: pd.DataFrame, path: str | Path) -> Path:
     "Write R2Gen's annotation.json ({split: [{id, report, image_path, split, subject_id}]}) atomically."
     ann = {s: [{"id": r.study_id, "subject_id": r.patient_id, "report": r.report, "image_path": list(r.image_path),
                 "split": s} for r in df[df.split == s].itertuples(index=False)] for s in ("train", "val", "test")}
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(ann))
-    os.replace(tmp, path)
-    return path
+    from rrg_tutorial.core import atomic_write   # imported here: this module itself needs no torch
+    return atomic_write(path, json.dumps(ann))
 
 # %% ../nbs/13b_datasets.ipynb #e8aa05e0
 def chexpert_plus_fixture(root: str | Path, n_patients: int = 20, seed: int = 0, size: int = 32) -> Path:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13a_drr.ipynb #e64581fa
 from __future__ import annotations
-import argparse, hashlib, importlib.util, json, math, os, time
+import argparse, hashlib, importlib.util, json, math, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from .core import cache_dir
+from .core import atomic_write, cache_dir
 from .labeler import CHEXPERT_CLASSES, mesh_to_chexpert
 from .core import package_data_file
 
@@ -114,9 +114,9 @@ class ChestPhantom:
         meta = dict(version=PHANTOM_VERSION, spacing=self.spacing, fine=self.fine, bone_names=names,
                     window=self.window,
                     marks={k: np.asarray(v).tolist() for k, v in self.marks.items()})
-        tmp = Path(str(path) + ".tmp.npz")
-        np.savez(tmp, meta=json.dumps(meta), **arrays)
-        os.replace(tmp, path)
+        def write(tmp):
+            with open(tmp, "wb") as f: np.savez(f, meta=json.dumps(meta), **arrays)   # a file: no suffix added
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path):
@@ -1004,14 +1004,10 @@ def study_seed(seed: int, study_id: str) -> int:
 
 def _write_png(img: np.ndarray, path: Path):
     from PIL import Image
-    tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(img).save(tmp, compress_level=1)
-    os.replace(tmp, path)
+    atomic_write(path, lambda t: Image.fromarray(img).save(t, format="PNG", compress_level=1))
 
 def _write_text(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text, encoding="utf-8")
 
 def subset_studies(df: pd.DataFrame, n: int) -> pd.DataFrame:
     "A deterministic subset of `n` studies keeping the 7:1:2 split proportions (by a hash of the study id)."

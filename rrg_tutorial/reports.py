@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import package_data_file
+from .core import atomic_write, package_data_file
 
 # %% auto #0
 __all__ = ['IU_ARCHIVE_NAME', 'R2GEN_SPLITS', 'iu_archive_path', 'r2gen_iu_id', 'parse_iu_xml', 'iu_reports', 'words',
@@ -93,9 +93,7 @@ def _read_iu_archive(path: str, use_cache: bool = True) -> pd.DataFrame:
         try: return pd.read_pickle(cached)
         except Exception: cached.unlink(missing_ok=True)   # a broken cache file is rebuilt
     df = _parse_iu_archive(path)
-    tmp = cached.with_suffix(".tmp")
-    df.to_pickle(tmp)
-    tmp.replace(cached)
+    atomic_write(cached, df.to_pickle)
     return df
 
 def iu_reports(archive: str | Path | None = None, use_cache: bool = True) -> pd.DataFrame:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10a_tokenizer.ipynb #8ddb8940
 from __future__ import annotations
-import json, os, re
+import json, re
 from collections import Counter
 from pathlib import Path
 
@@ -171,10 +171,8 @@ def save(self: ReportTokenizer, path: str | Path) -> Path:
     vocab = [self.idx2token[i] for i in range(1, self.vocab_size + 1)]
     d = {"format": _FORMAT, "dataset": self.dataset, "max_seq_length": self.max_seq_length,
          "r2gen_compat": self.r2gen_compat, "threshold": getattr(self, "threshold", None), "vocab": vocab}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(d, indent=0), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    from rrg_tutorial.core import atomic_write   # imported here: this module itself needs no torch
+    return atomic_write(path, json.dumps(d, indent=0), encoding="utf-8")
 
 def _read_vocab_file(path: Path) -> dict:
     "The dict stored by `save`, or a ValueError naming the file and what is wrong with it."

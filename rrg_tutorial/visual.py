@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_visual.ipynb #e36dde12
 from __future__ import annotations
-import hashlib, os, uuid, warnings
+import hashlib, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import torch.nn as nn
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from .core import cache_dir
+from .core import atomic_write, cache_dir
 from .data import IMAGENET_MEAN, IMAGENET_STD, LAYOUTS, R2GenDataset, r2gen_transform, _token_ids
 from .reports import read_r2gen_annotation
 
@@ -242,9 +242,8 @@ class FeatureCache:
     def put(self, sha: str, grid: torch.Tensor) -> None:
         p = self.path(sha)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        torch.save(grid.detach().to("cpu", torch.float32).clone(), tmp)     # clone: never a view of the batch
-        os.replace(tmp, p)                                                 # atomic on one file system
+        grid = grid.detach().to("cpu", torch.float32).clone()             # clone: never a view of the batch
+        atomic_write(p, lambda t: torch.save(grid, t))
 
 # %% ../nbs/14_visual.ipynb #a7c39ca1
 def _read_image(path: Path, transform, source: str) -> torch.Tensor:
