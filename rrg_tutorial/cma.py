@@ -28,7 +28,8 @@ def cma_targets(reports, uncertain_as: float = 0.0) -> torch.Tensor:
 # %% ../nbs/14a_cma.ipynb #19b9745a
 @torch.no_grad()
 def class_activation_maps(patch: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    "CAMs before the ReLU: patch tokens (B, N, D) and classifier weights (C, D) -> (B, C, N), without gradient."
+    """CAMs before the ReLU: patch tokens (B, N, D) and classifier weights (C, D) -> (B, C, N), without
+    gradient."""
     return torch.einsum("bnd,cd->bcn", patch, weight)            # Eq. 13, per token instead of pooled
 
 # %% ../nbs/14a_cma.ipynb #10fe8a36
@@ -50,7 +51,8 @@ def _check_ratio(k):
         raise ValueError(f"the word identification ratio k must be a number in (0, 1], got {k!r}")
 
 class CrossModalAdapter(nn.Module):
-    "Eq. 13 (classifier, CAMs, foreground map and token) on patch tokens (B, N, d); Eq. 14's loss: `cma_loss`."
+    """Eq. 13 (classifier, CAMs, foreground map and token) on patch tokens (B, N, d); Eq. 14's loss:
+    `cma_loss`."""
     def __init__(self, d_model: int, n_classes: int = 14, k: float = 0.5, threshold: float = 0.5):
         super().__init__()
         _check_ratio(k)
@@ -78,13 +80,15 @@ def select_words(word_emb: torch.Tensor, fore_encoded: torch.Tensor, mask: torch
 
 # %% ../nbs/14a_cma.ipynb #b1ea927e
 def alignment_map(cross_attn: torch.Tensor, sim: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
-    "(B, N) in [0, 1]: cross-attention (B, h, T, N) of the selected words, similarity-weighted, max over words."
+    """(B, N) in [0, 1]: cross-attention (B, h, T, N) of the selected words, similarity-weighted, max over
+    words."""
     a = F.relu(cross_attn.mean(1) * sim[..., None])               # (B, T, N)
     a = a.masked_fill(~selected[..., None], 0.0).amax(1)          # (B, N)
     return minmax_normalise(a)
 
 def cma_loss(attn_map: torch.Tensor, fore_map: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    "Eq. 14's loss: MSE of the alignment map and the foreground map (B, N), over samples with a positive label."
+    """Eq. 14's loss: MSE of the alignment map and the foreground map (B, N), over samples with a positive
+    label."""
     pos = labels.amax(1) > 0                                      # (B,)
     if not pos.any(): return attn_map.sum() * 0.0                 # keeps the graph, contributes nothing
     return F.mse_loss(attn_map[pos], fore_map[pos].to(attn_map.dtype))

@@ -25,8 +25,8 @@ def _check_chexpert_plus(df: pd.DataFrame, path):
 
 def read_chexpert_plus(csv_path: str | Path, section: str = "findings", min_words: int = 2,
                        image_ext: str | None = ".png") -> pd.DataFrame:
-    """CheXpert Plus's CSV -> one row per study: study_id ('patientN/studyM'), patient_id, report (the `section`),
-    image_path (list, frontal views first; extension replaced by `image_ext` unless None)."""
+    """CheXpert Plus's CSV -> one row per study: study_id ('patientN/studyM'), patient_id, report (the
+    `section`), image_path (list, frontal views first; extension replaced by `image_ext` unless None)."""
     csv_path = Path(csv_path)
     if not csv_path.exists(): raise FileNotFoundError(f"expected CheXpert Plus's CSV at {csv_path}")
     df = pd.read_csv(csv_path)
@@ -35,22 +35,25 @@ def read_chexpert_plus(csv_path: str | Path, section: str = "findings", min_word
     if col not in df.columns: raise ValueError(f"{csv_path}: no column {col!r} for section {section!r}")
     df = df.assign(report=df[col].fillna("").astype(str).str.strip(), study_id=df.path_to_image.str.extract(
         r"(patient\d+/study\d+)", expand=False), frontal=df.frontal_lateral.eq("Frontal"))
-    if df.study_id.isna().any(): raise ValueError(f"{csv_path}: path_to_image {df.path_to_image[df.study_id.isna()].iloc[0]!r}"
+    if df.study_id.isna().any():
+        raise ValueError(f"{csv_path}: path_to_image {df.path_to_image[df.study_id.isna()].iloc[0]!r}"
                                                   " does not contain 'patientN/studyM'")
     if image_ext: df["path_to_image"] = df.path_to_image.str.replace(r"\.[A-Za-z]+$", image_ext, regex=True)
-    df = df[df.report.str.split().str.len() >= min_words].sort_values(["study_id", "frontal", "path_to_image"],
-                                                                        ascending=[True, False, True])
+    df = df[df.report.str.split().str.len() >= min_words].sort_values(
+        ["study_id", "frontal", "path_to_image"], ascending=[True, False, True])
     g = df.groupby("study_id", sort=True)
-    return pd.DataFrame({"study_id": list(g.groups), "patient_id": g.deid_patient_id.first().astype(str).values,
+    return pd.DataFrame({"study_id": list(g.groups),
+                         "patient_id": g.deid_patient_id.first().astype(str).values,
                          "report": g.report.first().values, "image_path": g.path_to_image.agg(list).values})
 
 # %% ../nbs/13b_datasets.ipynb #909ba1c3
 def split_7_1_2(df: pd.DataFrame, key: str = "patient_id", seed: int = 0) -> pd.DataFrame:
-    "Add a 'split' column: train/val/test in 7:1:2 by `key` (all rows of a patient in one split), by a seeded hash."
+    """Add a 'split' column: train/val/test in 7:1:2 by `key` (all rows of a patient in one split), by a
+    seeded hash."""
     if key not in df.columns: raise ValueError(f"split_7_1_2: no column {key!r} to split by")
     keys = pd.Series(df[key].astype(str).unique())
     h = keys.map(lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
-    ranked = keys.iloc[np.argsort(h.values)].tolist()                            # a seeded random order of keys
+    ranked = keys.iloc[np.argsort(h.values)].tolist()                          # a seeded random order of keys
     n = len(ranked)
     n_val, n_test = round(n / 10), round(n / 5)
     where = {k: "val" for k in ranked[:n_val]} | {k: "test" for k in ranked[n_val:n_val + n_test]}
@@ -58,14 +61,17 @@ def split_7_1_2(df: pd.DataFrame, key: str = "patient_id", seed: int = 0) -> pd.
 
 def write_r2gen_annotation(df: pd.DataFrame, path: str | Path) -> Path:
     "Write R2Gen's annotation.json ({split: [{id, report, image_path, split, subject_id}]}) atomically."
-    ann = {s: [{"id": r.study_id, "subject_id": r.patient_id, "report": r.report, "image_path": list(r.image_path),
-                "split": s} for r in df[df.split == s].itertuples(index=False)] for s in ("train", "val", "test")}
+    ann = {s: [{"id": r.study_id, "subject_id": r.patient_id, "report": r.report,
+                "image_path": list(r.image_path), "split": s}
+               for r in df[df.split == s].itertuples(index=False)]
+           for s in ("train", "val", "test")}
     from rrg_tutorial.core import atomic_write   # imported here: this module itself needs no torch
     return atomic_write(path, json.dumps(ann))
 
 # %% ../nbs/13b_datasets.ipynb #e8aa05e0
 def chexpert_plus_fixture(root: str | Path, n_patients: int = 20, seed: int = 0, size: int = 32) -> Path:
-    "A small CheXpert Plus stand-in: df_chexpert_plus_240401.csv with the real columns and PNG/train/... images."
+    """A small CheXpert Plus stand-in: df_chexpert_plus_240401.csv with the real columns and PNG/train/...
+    images."""
     from PIL import Image
     root, rng = Path(root), np.random.default_rng(seed)
     rows = []
@@ -78,8 +84,9 @@ def chexpert_plus_fixture(root: str | Path, n_patients: int = 20, seed: int = 0,
                 png = root / "PNG" / rel.replace(".jpg", ".png")
                 png.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(png)
-                rows.append(dict(path_to_image=rel, path_to_dcm=rel.replace(".jpg", ".dcm"), frontal_lateral=fl,
-                                 ap_pa=ap, deid_patient_id=f"pid{p}", patient_report_date_order=s, report=findings,
+                rows.append(dict(path_to_image=rel, path_to_dcm=rel.replace(".jpg", ".dcm"),
+                                 frontal_lateral=fl, ap_pa=ap, deid_patient_id=f"pid{p}",
+                                 patient_report_date_order=s, report=findings,
                                  section_findings=findings or np.nan, section_impression="No acute process.",
                                  age=int(rng.integers(20, 90)), sex="Female", split="train"))
     pd.DataFrame(rows).to_csv(root / "df_chexpert_plus_240401.csv", index=False)
@@ -87,7 +94,8 @@ def chexpert_plus_fixture(root: str | Path, n_patients: int = 20, seed: int = 0,
 
 # %% ../nbs/13b_datasets.ipynb #9272c410
 def mimic_cxr_fixture(root: str | Path, n: int = 6, seed: int = 0, size: int = 32) -> Path:
-    "A small MIMIC-CXR stand-in in R2Gen's layout: annotation.json and files/pXX/pSUBJECT/sSTUDY/DICOM.jpg images."
+    """A small MIMIC-CXR stand-in in R2Gen's layout: annotation.json and files/pXX/pSUBJECT/sSTUDY/DICOM.jpg
+    images."""
     from PIL import Image
     root, rng = Path(root), np.random.default_rng(seed)
     ann = {s: [] for s in ("train", "val", "test")}
@@ -95,9 +103,11 @@ def mimic_cxr_fixture(root: str | Path, n: int = 6, seed: int = 0, size: int = 3
         subj, study, dicom = f"1{k:07d}", f"5{k:07d}", f"{k:08x}-dicom"
         rel = f"p{subj[:2]}/p{subj}/s{study}/{dicom}.jpg"
         (root / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).convert("RGB").save(root / "files" / rel)
+        Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).convert("RGB").save(
+            root / "files" / rel)
         split = ("train", "val", "test")[k % 3]
         ann[split].append({"id": dicom, "study_id": int(study), "subject_id": int(subj),
-                           "report": "The lungs are clear. No pleural effusion.", "image_path": [rel], "split": split})
+                           "report": "The lungs are clear. No pleural effusion.", "image_path": [rel],
+                           "split": split})
     (root / "annotation.json").write_text(json.dumps(ann))
     return root

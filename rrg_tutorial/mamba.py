@@ -18,7 +18,8 @@ __all__ = ['inverse_softplus', 'Mamba', 'mamba_ssm_block', 'MambaLTI']
 # %% ../nbs/05_mamba.ipynb #40b5c6a1
 def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
     "x such that softplus(x) = y, for y > 0, computed stably as y + log(-expm1(-y))."
-    if not isinstance(y, torch.Tensor): raise TypeError(f"inverse_softplus: y must be a tensor, got {type(y).__name__}")
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"inverse_softplus: y must be a tensor, got {type(y).__name__}")
     if y.device.type != "meta" and not (y > 0).all():   # meta tensors (shapes only) hold no values
         raise ValueError("inverse_softplus: softplus is positive, so y must be > 0 everywhere")
     return y + torch.log(-torch.expm1(-y))
@@ -38,7 +39,8 @@ def _check_mamba_args(d_model, d_state, d_conv, expand, dt_rank, dt_min, dt_max,
     if not (dt_rank == "auto" or _positive_int(dt_rank)):
         raise ValueError(f"Mamba: dt_rank must be 'auto' or a positive int, got {dt_rank!r}")
     for name, v in (("dt_min", dt_min), ("dt_max", dt_max)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)): raise TypeError(f"Mamba: {name} must be a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"Mamba: {name} must be a number, got {v!r}")
     if not 0 < dt_min <= dt_max:
         raise ValueError(f"Mamba: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
     if dt_init not in ("random", "constant"):
@@ -79,8 +81,9 @@ class Mamba(nn.Module):
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else dt_rank
         self.layer_idx, self.scan_backend = layer_idx, scan_backend
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias, **kw)   # -> (x, z)
-        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner,  # depthwise; causal by
-                                padding=d_conv - 1, bias=conv_bias, **kw)                 # cutting the end
+        # depthwise; causal by cutting the end
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner,
+                                padding=d_conv - 1, bias=conv_bias, **kw)
         self.act = nn.SiLU()
         self._init_ssm_params(dt_min, dt_max, dt_init, dt_scale, dt_init_floor, kw)
         # (d_inner, N)
@@ -140,7 +143,8 @@ def mamba_ssm_block(d_model: int, **kwargs) -> nn.Module:
     a CPU: where its CUDA extension is missing, its scan is pointed at mamba-ssm's
     `selective_scan_ref` and its step at its PyTorch path."""
     from rrg_tutorial.scan_ref import import_mamba_ssm, mamba_ssm_reference
-    if not _positive_int(d_model): raise ValueError(f"mamba_ssm_block: d_model must be a positive int, got {d_model!r}")
+    if not _positive_int(d_model):
+        raise ValueError(f"mamba_ssm_block: d_model must be a positive int, got {d_model!r}")
     # with lesson 02's stand-in where needed
     ms = import_mamba_ssm("mamba_ssm.modules.mamba_simple")
     iface = import_mamba_ssm("mamba_ssm.ops.selective_scan_interface")
@@ -165,8 +169,9 @@ def _check_step_inputs(m, hidden_states, conv_state, ssm_state):
             raise TypeError(f"Mamba.step: {name} must be a tensor (see allocate_inference_cache), "
                             f"got {type(st).__name__}")
     if tuple(conv_state.shape) != want_c or tuple(ssm_state.shape) != want_s:
-        raise ValueError(f"Mamba.step: states must be conv {want_c} and ssm {want_s} (see allocate_inference_cache), "
-                         f"got {tuple(conv_state.shape)} and {tuple(ssm_state.shape)}")
+        raise ValueError(f"Mamba.step: states must be conv {want_c} and ssm {want_s} "
+                         f"(see allocate_inference_cache), got {tuple(conv_state.shape)} and "
+                         f"{tuple(ssm_state.shape)}")
 
 # %% ../nbs/05_mamba.ipynb #0996078e
 def _allocate_inference_cache(self: Mamba, batch_size: int, max_seqlen: int | None = None, dtype=None):

@@ -26,11 +26,12 @@ VARIANTS = ("rrg_mamba", "transformer", "r2gen_mamba")
 
 @dataclass
 class RRGConfig:
-    "Every size and switch of RRG-Mamba and its comparison models; the defaults: the paper's IU X-Ray setting."
+    """Every size and switch of RRG-Mamba and its comparison models; the defaults: the paper's IU X-Ray
+    setting."""
     variant: str = "rrg_mamba"      # "rrg_mamba", "transformer" (R2Gen w/o memory), "r2gen_mamba"
     visual: str = "densenet121"     # visual encoder (Table 1): a key of VISUAL_ENCODERS
     pretrained: bool = True         # ImageNet weights for the visual encoder (an error if they cannot be had)
-    feats_only: bool = False        # True: no visual encoder inside; batches carry cached feature grids `feats`
+    feats_only: bool = False      # True: no visual encoder inside; batches carry cached feature grids `feats`
     in_channels: int = 1024         # C of the visual feature grid (must match `visual`)
     grid: int = 7                   # h = w of the visual feature grid
     n_views: int = 2                # images per study: 2 for IU X-Ray (frontal, lateral), 1 for MIMIC-CXR
@@ -51,7 +52,7 @@ class RRGConfig:
     n_dec: int = 3                  # decoder layers
     dropout: float = 0.1            # dropout in the generator
     embed_dropout: float = 0.5      # R2Gen's dropout after att_embed (comparison models)
-    max_seq_length: int = 60        # tokens per report incl. bos (IU 60, MIMIC 100); generates at most 1 fewer
+    max_seq_length: int = 60       # tokens per report incl. bos (IU 60, MIMIC 100); generates at most 1 fewer
     beam_size: int = 3              # beam width at generation
     mamba_d_state: int = 16         # R2Gen-Mamba's block: SSM state size N
     mamba_d_conv: int = 4           # R2Gen-Mamba's block: causal convolution width
@@ -86,7 +87,8 @@ def _check_config(c: RRGConfig):
     "Clear errors for a configuration that cannot be built."
     def bad(msg): raise ValueError(f"RRGConfig: {msg}")
     if c.variant not in VARIANTS: bad(f"variant must be one of {VARIANTS}, got {c.variant!r}")
-    if c.visual not in VISUAL_ENCODERS: bad(f"visual must be one of {list(VISUAL_ENCODERS)}, got {c.visual!r}")
+    if c.visual not in VISUAL_ENCODERS:
+        bad(f"visual must be one of {list(VISUAL_ENCODERS)}, got {c.visual!r}")
     if not c.feats_only and c.in_channels != VISUAL_ENCODERS[c.visual][0]:
         bad(f"{c.visual} gives {VISUAL_ENCODERS[c.visual][0]} channels, but in_channels = {c.in_channels}")
     if c.gdlm not in GDLM_CONFIGS: bad(f"gdlm must be one of {sorted(GDLM_CONFIGS)}, got {c.gdlm!r}")
@@ -105,7 +107,8 @@ def _check_feats(f, c: RRGConfig):
     if f.shape[1] != c.n_views:
         raise ValueError(f"batch['feats'] has {f.shape[1]} view(s) per study, the model expects {c.n_views}")
     if f.shape[2] != c.in_channels:
-        raise ValueError(f"batch['feats'] has {f.shape[2]} channels, the encoder {c.visual} gives {c.in_channels}")
+        raise ValueError(f"batch['feats'] has {f.shape[2]} channels, the encoder {c.visual} gives "
+                         f"{c.in_channels}")
 
 def _check_images(x, c: RRGConfig):
     if not isinstance(x, torch.Tensor) or x.dim() != 5:
@@ -120,7 +123,8 @@ def _check_reports(batch: dict, n_vocab: int):
     if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
         raise ValueError(f"batch['ids'] must be token ids (B, T), got {_shape(ids)}")
     if not isinstance(mask, torch.Tensor) or mask.shape != ids.shape:
-        raise ValueError(f"batch['mask'] must have the shape of batch['ids'] {tuple(ids.shape)}, got {_shape(mask)}")
+        raise ValueError(f"batch['mask'] must have the shape of batch['ids'] {tuple(ids.shape)}, got "
+                         f"{_shape(mask)}")
     short = (mask.sum(1) < 2).nonzero().flatten().tolist()
     if ids.shape[1] < 2 or short:
         raise ValueError(f"empty report: item(s) {short or list(range(len(ids)))} have no token after bos "
@@ -134,10 +138,12 @@ def _check_reports(batch: dict, n_vocab: int):
 def _check_labels(batch: dict, c: RRGConfig, B: int) -> torch.Tensor:
     y = batch.get("labels")
     if y is None:
-        raise ValueError(f"batch['labels'] (B, {c.n_classes}) is missing: the adapter's BCE and MSE need the labeler's "
-                         "labels of the reference reports (rrg_tutorial.cma.cma_targets); or set use_cma=False")
+        raise ValueError(f"batch['labels'] (B, {c.n_classes}) is missing: the adapter's BCE and MSE need the "
+                         "labeler's labels of the reference reports (rrg_tutorial.cma.cma_targets); or set "
+                         "use_cma=False")
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != (B, c.n_classes):
-        raise ValueError(f"batch['labels'] must be (B, {c.n_classes}) = ({B}, {c.n_classes}), got {_shape(y)}")
+        raise ValueError(f"batch['labels'] must be (B, {c.n_classes}) = ({B}, {c.n_classes}), "
+                         f"got {_shape(y)}")
     return y.float()
 
 def _visual_extractor(c: RRGConfig) -> nn.Module:
@@ -164,7 +170,7 @@ class RRGMamba(nn.Module):
             self.to_model = nn.Linear(g.d_model, d) if g.d_model != d else nn.Identity()     # GDLM width -> d
             self.cma = (CrossModalAdapter(d, cfg.n_classes, cfg.k, cfg.cls_threshold)         # Eqs. 13-14
                         if cfg.use_cma else None)
-        else:                                                                                # R2Gen's att_embed
+        else:                                                                              # R2Gen's att_embed
             self.att_embed = nn.Sequential(nn.Linear(cfg.in_channels, d), nn.ReLU(),
                                            nn.Dropout(cfg.embed_dropout))
             self.cma = None
@@ -188,17 +194,17 @@ class RRGMamba(nn.Module):
 
     def patch_index(self, V: int, hw: int, device=None) -> torch.Tensor:
         "Positions of the patch tokens in v'_G: each view contributes [v_G, its h*w patches] (lesson 09)."
-        first = torch.arange(V, device=device)[:, None] * (1 + hw) + 1                 # (V, 1): after each v_G
+        first = torch.arange(V, device=device)[:, None] * (1 + hw) + 1                # (V, 1): after each v_G
         return (first + torch.arange(hw, device=device)).flatten()                     # (V*h*w,)
 
     def encoder_input(self, feats: torch.Tensor):
         "Encoder input (B, N, d) from the grids (B, V, C, h, w), and the adapter's outputs (None without it)."
         if self.cfg.variant != "rrg_mamba":
             return self.att_embed(feats.flatten(3).transpose(2, 3).flatten(1, 2)), None    # (B, V*h*w, d)
-        tokens = self.to_model(self.gdlm(feats))                                       # v'_G (B, V*(1+h*w), d)
+        tokens = self.to_model(self.gdlm(feats))                                      # v'_G (B, V*(1+h*w), d)
         if self.cma is None: return tokens, None
         idx = self.patch_index(feats.shape[1], feats.shape[3] * feats.shape[4], feats.device)
-        cma = self.cma(tokens[:, idx])                                                  # Eq. 13 on the patches
+        cma = self.cma(tokens[:, idx])                                                 # Eq. 13 on the patches
         return torch.cat([cma["fore_token"], tokens], 1), cma                           # (B, 1+V*(1+h*w), d)
 
 # %% ../nbs/14c_model.ipynb #ff45bafe
@@ -247,7 +253,8 @@ RRGMamba.forward, RRGMamba.generate = _forward, _generate
 
 # %% ../nbs/14c_model.ipynb #86e352b1
 def _param_groups(self, lr_visual: float = 5e-5, lr_rest: float = 1e-4, weight_decay: float = 5e-5):
-    "Optimizer groups 'visual' (the extractor, if any) and 'rest', each with its lr; empty groups are left out."
+    """Optimizer groups 'visual' (the extractor, if any) and 'rest', each with its lr; empty groups are left
+    out."""
     vis = [p for p in self.visual.parameters() if p.requires_grad] if self.visual is not None else []
     seen = {id(p) for p in vis}
     rest = [p for p in self.parameters() if p.requires_grad and id(p) not in seen]

@@ -22,7 +22,8 @@ IU_ARCHIVE_NAME = "NLMCXR_reports.tgz"
 
 def iu_archive_path() -> Path:
     "Path of the IU X-Ray report archive inside the installed torchxrayvision package (found, not imported)."
-    return package_data_file("torchxrayvision", "data", IU_ARCHIVE_NAME, pip="--no-deps torchxrayvision==1.5.7")
+    return package_data_file("torchxrayvision", "data", IU_ARCHIVE_NAME,
+                             pip="--no-deps torchxrayvision==1.5.7")
 
 # %% ../nbs/10_reports.ipynb #9c03a941
 _SECTIONS = {"COMPARISON": "comparison", "INDICATION": "indication", "FINDINGS": "findings",

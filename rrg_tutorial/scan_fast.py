@@ -38,7 +38,8 @@ def _odd_even(a, b):
     h_even = torch.cat([b_even[:1], torch.addcmul(b_even[1:], a_even[1:], h_odd[:-1])])
     return torch.stack([h_even, h_odd], 1).flatten(0, 1)[:L]
 
-def parallel_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, dim: int = 0) -> torch.Tensor:
+def parallel_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None,
+                  dim: int = 0) -> torch.Tensor:
     """All states of h_t = a_t * h_{t-1} + b_t along `dim` (h_{-1} = `h0`, default 0), in
     2*ceil(log2 L) - 1 rounds of elementwise work (odd-even reduction, O(L) work in total).
     Differentiable by autograd."""
@@ -65,11 +66,13 @@ def parallel_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = No
 
 # %% ../nbs/03_scan_fast.ipynb #07ae4cf3
 def _check_first_order_only(name: str):
-    "Raise in a hand-written backward asked for a graph of itself (create_graph=True): it has no second derivative."
+    """Raise in a hand-written backward asked for a graph of itself (create_graph=True): it has no second
+    derivative."""
     if torch.is_grad_enabled():
         raise RuntimeError(f"{name} has a hand-written backward without a second derivative "
-                           "(create_graph=True / double backward); use selective_scan(..., backend='parallel') "
-                           "or backend='reference', which autograd differentiates twice")
+                           "(create_graph=True / double backward); use "
+                           "selective_scan(..., backend='parallel') or backend='reference', which autograd "
+                           "differentiates twice")
 
 def _check_extras(delta_softplus, return_last_state, chunk_size=None):
     """Validate the arguments `check_scan_inputs` does not see (it checks the tensors, initial_state
@@ -77,7 +80,8 @@ def _check_extras(delta_softplus, return_last_state, chunk_size=None):
     for name, flag in (("delta_softplus", delta_softplus), ("return_last_state", return_last_state)):
         if not isinstance(flag, bool):
             raise TypeError(f"selective scan: {name} must be a bool, got {type(flag).__name__}")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                   or chunk_size < 1):
         raise ValueError("selective scan: chunk_size must be None (automatic) or a positive int, "
                          f"got {chunk_size!r}")
 
@@ -174,7 +178,8 @@ class _PerChannel:
         // Dg."""
         if self.const: return torch.mul(v[..., None], self.X, out=out)
         Bt, nc, Dm = v.shape
-        torch.mul(v.view(Bt, nc, self.G, self.Dg, 1), self.X[t][:, :, :, None], out=out.view(Bt, nc, self.G, self.Dg, -1))
+        torch.mul(v.view(Bt, nc, self.G, self.Dg, 1), self.X[t][:, :, :, None],
+                  out=out.view(Bt, nc, self.G, self.Dg, -1))
         return out
 
     def dot_n(self, h, t, out, tmp):
@@ -182,7 +187,8 @@ class _PerChannel:
         if self.const: return torch.sum(torch.mul(h, self.X, out=tmp), -1, out=out)
         # einsum beats matmul's batched matrix-vector path here
         Bt, nc, Dm, N = h.shape
-        out.view(Bt, nc, self.G, self.Dg).copy_(torch.einsum("bcgdn,bcgn->bcgd", h.view(Bt, nc, self.G, self.Dg, N), self.X[t]))
+        out.view(Bt, nc, self.G, self.Dg).copy_(torch.einsum("bcgdn,bcgn->bcgd",
+                                                             h.view(Bt, nc, self.G, self.Dg, N), self.X[t]))
         return out
 
     def grad_into(self, v, h, t, acc):
@@ -190,7 +196,8 @@ class _PerChannel:
         (constant X: summed later)."""
         if self.const: return acc.addcmul_(h, v[..., None])   # acc (batch, nc, dim, N)
         Bt, nc, Dm, N = h.shape
-        torch.matmul(v.view(Bt, nc, self.G, 1, self.Dg), h.view(Bt, nc, self.G, self.Dg, N), out=acc[t].view(Bt, nc, self.G, 1, N))
+        torch.matmul(v.view(Bt, nc, self.G, 1, self.Dg), h.view(Bt, nc, self.G, self.Dg, N),
+                     out=acc[t].view(Bt, nc, self.G, 1, N))
         return acc
 
 
@@ -230,7 +237,8 @@ class _ChunkedScan(torch.autograd.Function):
     recomputes everything else."""
     @staticmethod
     def forward(ctx, dt, dtu, A, Bx, Cx, h0):
-        # dt, dtu (Q, batch, nc, dim); A (dim, N); Bx, Cx (dim, N) or (Q, batch, nc, G, N); h0 (batch, dim, N) or None
+        # dt, dtu (Q, batch, nc, dim); A (dim, N); Bx, Cx (dim, N) or (Q, batch, nc, G, N); h0
+        # (batch, dim, N) or None
         Q, Bt, nc, Dm = dt.shape
         Bc, Cc = _PerChannel(Bx, Dm), _PerChannel(Cx, Dm)
         A2 = A * _LOG2E
@@ -263,7 +271,8 @@ def _chunked_backward(dt, dtu, A, Bx, Cx, h0, starts, dy, dlast, need):
     Bc, Cc = _PerChannel(Bx, Dm), _PerChannel(Cx, Dm)
     A2 = A * _LOG2E
     dy = dy.contiguous()
-    # 1) recompute every state h_t; meanwhile each chunk's adjoint at its first step, as if nothing came after it
+    # 1) recompute every state h_t; meanwhile each chunk's adjoint at its first step, as if nothing came
+    # after it
     H = dt.new_empty(Q, Bt, nc, Dm, N)
     a, s, g_first, decay = (torch.empty_like(starts) for _ in range(4))
     g_first.zero_()
@@ -277,7 +286,8 @@ def _chunked_backward(dt, dtu, A, Bx, Cx, h0, starts, dy, dlast, need):
         if t: decay.mul_(a)                              # a_1 ... a_t
         g_first.addcmul_(decay, s)                       # sum_t (a_1 ... a_t) s_t
     # 2) carry the adjoint backwards across chunks: K[:, c] enters chunk c's last step from chunk c + 1, and
-    #    K[:, c-1] = a_first_c (g_first_c + P_c K[:, c]): the same operator again, run backwards over the chunks
+    #    K[:, c-1] = a_first_c (g_first_c + P_c K[:, c]): the same operator again, run backwards over the
+    #    chunks
     a_first = _decay(dt[0], A2, a)
     k_last = dlast.contiguous() if dlast is not None else starts.new_zeros(Bt, Dm, N)
     # K[:, nc-2], ..., K[:, -1]
@@ -327,7 +337,8 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         # (Q, batch, nc, G, N)
         return _to_chunks(X.flatten(1, 2), Q).unflatten(-1, (X.shape[1], N))
     h0 = initial_state.to(f).contiguous() if initial_state is not None else None
-    y, last = _ChunkedScan.apply(_to_chunks(dt, Q), _to_chunks(dt * u_, Q), A.to(f).contiguous(), chunked(B), chunked(C), h0)
+    y, last = _ChunkedScan.apply(_to_chunks(dt, Q), _to_chunks(dt * u_, Q), A.to(f).contiguous(), chunked(B),
+                                 chunked(C), h0)
     out = _back(_from_chunks(y, L), u_, D, z, info)
     return (out, last) if return_last_state else out
 

@@ -21,9 +21,10 @@ _REAL = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _COMPLEX = (torch.complex64, torch.complex128)
 
 def random_scan_inputs(batch: int, dim: int, L: int, N: int, groups: int = 1, variable_B: bool = True,
-                       variable_C: bool = True, with_D: bool = True, with_z: bool = True, with_delta_bias: bool = True,
-                       dtype: torch.dtype = torch.float32, device=None, seed: int = 0,
-                       weight_dtype: torch.dtype | None = None, requires_grad: bool = False) -> dict:
+                       variable_C: bool = True, with_D: bool = True, with_z: bool = True,
+                       with_delta_bias: bool = True, dtype: torch.dtype = torch.float32, device=None,
+                       seed: int = 0, weight_dtype: torch.dtype | None = None,
+                       requires_grad: bool = False) -> dict:
     """Random scan inputs as mamba-ssm's tests make them (A = -0.5*rand, delta and delta_bias =
     0.5*rand, others randn), as a dict of keyword arguments for `selective_scan_ref(**inputs)`. u,
     delta, z and a variable B/C take `dtype`; A, D, delta_bias and a constant B/C take
@@ -42,12 +43,14 @@ def random_scan_inputs(batch: int, dim: int, L: int, N: int, groups: int = 1, va
     def randn(*s, dt): return torch.randn(*s, generator=g, dtype=torch.float64).to(dt)
     def rand(*s, dt): return torch.rand(*s, generator=g, dtype=torch.float64).to(dt)
     bc_shape = (batch, N, L) if groups == 1 else (batch, groups, N, L)
-    x = dict(u=randn(batch, dim, L, dt=dtype), delta=0.5 * rand(batch, dim, L, dt=dtype), A=-0.5 * rand(dim, N, dt=wdt),
+    x = dict(u=randn(batch, dim, L, dt=dtype), delta=0.5 * rand(batch, dim, L, dt=dtype),
+             A=-0.5 * rand(dim, N, dt=wdt),
              B=randn(*bc_shape, dt=dtype) if variable_B else randn(dim, N, dt=wdt),
              C=randn(*bc_shape, dt=dtype) if variable_C else randn(dim, N, dt=wdt),
              D=randn(dim, dt=wdt) if with_D else None, z=randn(batch, dim, L, dt=dtype) if with_z else None,
              delta_bias=0.5 * rand(dim, dt=wdt) if with_delta_bias else None)
-    x = {k: v if v is None else v.to(get_device(device) if device is not None else torch.device("cpu")) for k, v in x.items()}
+    x = {k: v if v is None else v.to(get_device(device) if device is not None else torch.device("cpu"))
+         for k, v in x.items()}
     if requires_grad:
         for v in x.values():
             if v is not None: v.requires_grad_(True)
@@ -179,8 +182,8 @@ def check_scan_inputs(u, delta, A, B, C, D=None, z=None, delta_bias=None, allow_
         if not (initial_state.dtype in _REAL or (is_complex and initial_state.dtype in _COMPLEX)):
             raise TypeError("selective scan: initial_state must be a floating-point tensor, got "
                             f"{initial_state.dtype}")
-    named = [("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", delta_bias),
-             ("initial_state", initial_state)]
+    named = [("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
+             ("delta_bias", delta_bias), ("initial_state", initial_state)]
     for name, x in named:
         if x is not None and x.device != u.device:
             raise ValueError(f"selective scan: every input must be on u's device ({u.device}); "
@@ -216,7 +219,7 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     info = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias, allow_complex=True,
                              initial_state=initial_state)
     _check_flags(delta_softplus, return_last_state)
-    f = info.compute_dtype                                   # float32 (float64 for double inputs), as upstream
+    f = info.compute_dtype                                  # float32 (float64 for double inputs), as upstream
     c = {torch.float32: torch.complex64, torch.float64: torch.complex128}[f] if info.is_complex else f
     u_, dt = u.to(f), delta.to(f)                            # (batch, dim, L)
     if delta_bias is not None: dt = dt + delta_bias.to(f)[:, None]
@@ -228,7 +231,7 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     for t in range(info.L):                                  # Eq. 4: h_t = dA_t * h_{t-1} + dB_t u_t
         h = dA[:, :, t] * h + dBu[:, :, t]                   # (batch, dim, N)
         hs.append(h)
-    y = (torch.stack(hs, dim=2) * _per_channel(C, info, c)).sum(-1)   # (batch, dim, L): Eq. 4, y_t = C_t . h_t
+    y = (torch.stack(hs, dim=2) * _per_channel(C, info, c)).sum(-1)  # (batch, dim, L): Eq. 4, y_t = C_t . h_t
     # A's conjugate pair contributes the same, conjugated
     if info.is_complex: y = 2 * y.real
     out = y if D is None else y + D.to(f)[:, None] * u_
@@ -313,7 +316,8 @@ def forgetting_curve(delta: float, a: float, L: int = 64, remember_at: int = 4, 
     h = selective_scan_ref(u, dt.expand(len(at), 1, L), torch.tensor([[float(a)]]), one, one)
     return h[:, 0] / dt[0, 0, at][:, None]                                # (tokens, L)
 
-def plot_forgetting(delta: float = 0.1, a: float = -1.0, reset_delta: float | None = None, L: int = 64, ax=None):
+def plot_forgetting(delta: float = 0.1, a: float = -1.0, reset_delta: float | None = None, L: int = 64,
+                    ax=None):
     """One panel of the explorer: the fraction of each stored token left in the state, with the
     first token's half-life."""
     import matplotlib.pyplot as plt
@@ -340,6 +344,9 @@ def forgetting_explorer(L: int = 64):
     def show(log10_delta=-1.0, a=-1.0, reset_delta=0.0):
         plot_forgetting(10 ** log10_delta, a, reset_delta or None, L)
         plt.show()
-    return W.interactive(show, log10_delta=W.FloatSlider(value=-1.0, min=-3.0, max=1.0, step=0.05, description="log10 Δ"),
+    return W.interactive(show,
+                         log10_delta=W.FloatSlider(value=-1.0, min=-3.0, max=1.0, step=0.05,
+                                                   description="log10 Δ"),
                          a=W.FloatSlider(value=-1.0, min=-16.0, max=-0.1, step=0.1, description="a"),
-                         reset_delta=W.FloatSlider(value=0.0, min=0.0, max=5.0, step=0.1, description="reset Δ (0: off)"))
+                         reset_delta=W.FloatSlider(value=0.0, min=0.0, max=5.0, step=0.1,
+                                                   description="reset Δ (0: off)"))

@@ -17,7 +17,8 @@ __all__ = ['H100_SXM', 'INTERPRETED', 'scan_hbm_bytes', 'materialised_scan_bytes
 
 # %% ../nbs/04_scan_triton.ipynb #9775d331
 _NO_TRITON = ("the Triton selective scan needs the triton package (pip install triton; Linux only, no "
-              "wheels for macOS or Windows); rrg_tutorial.scan.selective_scan runs lesson 03's scans without it")
+              "wheels for macOS or Windows); rrg_tutorial.scan.selective_scan runs lesson 03's scans "
+              "without it")
 
 class _MissingKernel:
     "A `@triton.jit` function where Triton is missing: launching it (`kernel[grid](...)`) raises."
@@ -56,7 +57,8 @@ def scan_hbm_bytes(batch: int, dim: int, L: int, N: int, itemsize: int = 4, grou
     delta, z, B, C (4 fp32, 2 bf16); A, D, delta_bias are fp32. With `backward`, the backward pass
     alone: it re-reads the inputs and dout, reads the chunk states (ignored here: N values per
     chunk), and writes du, ddelta, dz and the fp32 gradients of B and C."""
-    _check_sizes(batch=batch, dim=dim, L=L, N=N, itemsize=itemsize, groups=groups, grad_itemsize=grad_itemsize)
+    _check_sizes(batch=batch, dim=dim, L=L, N=N, itemsize=itemsize, groups=groups,
+                 grad_itemsize=grad_itemsize)
     elems = batch * dim * L
     bc = lambda var: batch * groups * N * L if var else dim * N           # elements of one B or C
     weights = 4 * (dim * N + dim * (has_D + has_delta_bias))              # A, D, delta_bias (fp32)
@@ -127,8 +129,8 @@ def softplus_tl(x):
 
 # %% ../nbs/04_scan_triton.ipynb #09293cc4
 @triton.jit
-def _s6_program_constants(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, N, cpg_B, cpg_C, sA_d, sA_n, sB_g, sB_n, sC_g, sC_n,
-                          sD, sbias, VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr,
+def _s6_program_constants(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, N, cpg_B, cpg_C, sA_d, sA_n, sB_g, sB_n, sC_g,
+                          sC_n, sD, sbias, VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr,
                           HAS_BIAS: tl.constexpr, N_PAD: tl.constexpr, CDT: tl.constexpr):
     """What one program loads once: its ids, A (N_PAD,), B/C groups, constant B and C rows, D,
     delta_bias."""
@@ -236,9 +238,9 @@ def check_triton_runnable(device: torch.device):
     device = torch.device(device)
     if device.type == "cuda":
         if INTERPRETED:
-            raise RuntimeError("rrg_tutorial.scan_triton was imported with TRITON_INTERPRET=1, so its kernels "
-                               "would run in the CPU interpreter; unset TRITON_INTERPRET (or set it to 0) before "
-                               "importing it to run on CUDA")
+            raise RuntimeError("rrg_tutorial.scan_triton was imported with TRITON_INTERPRET=1, so its "
+                               "kernels would run in the CPU interpreter; unset TRITON_INTERPRET "
+                               "(or set it to 0) before importing it to run on CUDA")
         return
     if device.type == "cpu":
         if not INTERPRETED:
@@ -246,8 +248,8 @@ def check_triton_runnable(device: torch.device):
                                "interpreter: set TRITON_INTERPRET=1 in the environment before "
                                "rrg_tutorial.scan_triton is first imported")
         return
-    raise RuntimeError("the Triton selective scan runs on CUDA tensors (or CPU tensors under TRITON_INTERPRET=1), "
-                       f"got tensors on {device}")
+    raise RuntimeError("the Triton selective scan runs on CUDA tensors "
+                       f"(or CPU tensors under TRITON_INTERPRET=1), got tensors on {device}")
 
 def _prepare(u, delta, A, B, C, D, z, delta_bias, block_l):
     info = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
@@ -275,14 +277,14 @@ def s6_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplu
     # placeholders for absent inputs: never read
     zz = z if z is not None else u
     _s6_fwd_kernel[(dim, batch)](
-        u, delta, A, B, C, D if D is not None else u, zz, delta_bias if delta_bias is not None else u, out, states,
-        L, N, cpg_B, cpg_C, n_chunks,
+        u, delta, A, B, C, D if D is not None else u, zz, delta_bias if delta_bias is not None else u, out,
+        states, L, N, cpg_B, cpg_C, n_chunks,
         *u.stride(), *delta.stride(), *zz.stride(), *out.stride(), *A.stride(),
         *_bc_strides(B, info.variable_B), *_bc_strides(C, info.variable_C),
-        D.stride(0) if D is not None else 0, delta_bias.stride(0) if delta_bias is not None else 0, *states.stride(),
-        VAR_B=info.variable_B, VAR_C=info.variable_C, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), SAVE_ALL=bool(save_all),
-        N_PAD=_pow2(N), BLOCK_L=BL, CDT=_TL[info.compute_dtype], num_warps=num_warps)
+        D.stride(0) if D is not None else 0, delta_bias.stride(0) if delta_bias is not None else 0,
+        *states.stride(), VAR_B=info.variable_B, VAR_C=info.variable_C, HAS_D=D is not None,
+        HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        SAVE_ALL=bool(save_all), N_PAD=_pow2(N), BLOCK_L=BL, CDT=_TL[info.compute_dtype], num_warps=num_warps)
     return out, states
 
 # %% ../nbs/04_scan_triton.ipynb #4066fa2a
@@ -409,14 +411,14 @@ def s6_backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
     dbias_p = torch.empty((batch, dim), **part) if delta_bias is not None else None
     zz = z if z is not None else u
     _s6_bwd_kernel[(dim, batch)](
-        u, delta, A, B, C, D if D is not None else u, zz, delta_bias if delta_bias is not None else u, dout, states,
-        du, ddelta, dz if dz is not None else du, dA_p, dB, dC, dD_p if dD_p is not None else dA_p,
+        u, delta, A, B, C, D if D is not None else u, zz, delta_bias if delta_bias is not None else u, dout,
+        states, du, ddelta, dz if dz is not None else du, dA_p, dB, dC, dD_p if dD_p is not None else dA_p,
         dbias_p if dbias_p is not None else dA_p,
         L, N, cpg_B, cpg_C, n_chunks,
         *u.stride(), *delta.stride(), *zz.stride(), *dout.stride(), *A.stride(),
         *_bc_strides(B, info.variable_B), *_bc_strides(C, info.variable_C),
-        D.stride(0) if D is not None else 0, delta_bias.stride(0) if delta_bias is not None else 0, *states.stride(),
-        *du.stride(), *ddelta.stride(), *(dz.stride() if dz is not None else du.stride()),
+        D.stride(0) if D is not None else 0, delta_bias.stride(0) if delta_bias is not None else 0,
+        *states.stride(), *du.stride(), *ddelta.stride(), *(dz.stride() if dz is not None else du.stride()),
         *(_bc_strides(dB, True) if info.variable_B else (0, 0, 0, 0)),
         *(_bc_strides(dC, True) if info.variable_C else (0, 0, 0, 0)), dim, 1,
         VAR_B=info.variable_B, VAR_C=info.variable_C, HAS_D=D is not None, HAS_Z=z is not None,
@@ -449,8 +451,9 @@ class SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlast):
         if torch.is_grad_enabled():   # create_graph=True: the kernel's backward has no derivative of its own
-            raise RuntimeError("selective_scan_triton has a hand-written backward without a second derivative "
-                               "(create_graph=True / double backward); use backend='parallel' or 'reference'")
+            raise RuntimeError("selective_scan_triton has a hand-written backward without a second "
+                               "derivative (create_graph=True / double backward); use backend='parallel' or "
+                               "'reference'")
         *tensors, states = ctx.saved_tensors
         grads = s6_backward(dout, *tensors, ctx.delta_softplus, states, ctx.block_l, ctx.num_warps)
         return (*grads, None, None, None, None)

