@@ -1,0 +1,377 @@
+"""The RRG-Mamba paper's tables on the offline IU X-Ray set, every number from a real run.
+
+Rows: RRG-Mamba (GDLM-T over frozen pretrained EfficientNet-Lite0 features), Table 4's ablations, Table 5's GDLM-S,
+the comparison models (Transformer baseline, R2Gen-Mamba), each trained with several seeds, selected on the
+validation split only and scored once on the test split; the image-blind baselines (most common report, random
+report) and a nearest-neighbour retrieval baseline on the same visual features. Every metric gets a bootstrap 95%
+interval over test studies; a row's seed mean gets one too (the same resamples for every run, so differences between
+rows are paired). Table 3: parameters and training time per epoch of every model, measured side by side in one
+process after the training runs.
+
+Resumable: every run keeps its checkpoints and its result in the work folder; the same command continues where it
+stopped (a run killed mid-epoch resumes from its last checkpoint exactly). Results: one JSON file with the device,
+versions and the exact command.
+
+    python experiments/offline_tables.py                      # the cpu profile (about an hour or more on 2 cores)
+    python experiments/offline_tables.py --profile ci         # a tiny end-to-end check (a minute)
+"""
+from __future__ import annotations
+
+import argparse, hashlib, json, os, platform, shlex, subprocess, sys, time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path: sys.path.insert(0, str(REPO))
+
+import numpy as np
+
+# Each row: overrides of the model preset (rrg_tutorial.model) on top of the profile's model settings.
+ROWS = {
+    "RRG-Mamba": {},
+    "w/o CMA": dict(use_cma=False),
+    "w/o GDLM": dict(use_gdlm=False),
+    "w/o RoPE": dict(rope="none"),
+    "w/o CMA+GDLM": dict(use_cma=False, use_gdlm=False),
+    "Transformer": dict(variant="transformer"),
+    "R2Gen-Mamba": dict(variant="r2gen_mamba"),
+    "GDLM-S": dict(gdlm="S"),
+}
+
+# Training settings per profile: a named config of rrg_tutorial.train plus overrides; what is evaluated.
+PROFILES = {
+    "cpu": dict(config="cpu", train=dict(n_train=None, n_val=100, epochs=10, eval_every=1, patience=3,
+                                         monitor="val_loss", ckpt_every=50, progress=False),
+                model_set={}, rows=list(ROWS), seeds=[0, 1, 2], n_test=None, n_boot=1000, jobs=2, threads=1,
+                timing_steps=6, timing_rounds=3),
+    "ci": dict(config="ci", train=dict(n_train=32, n_val=8, epochs=1, ckpt_every=2, progress=False),
+               model_set={}, rows=["RRG-Mamba", "Transformer"], seeds=[0, 1], n_test=16, n_boot=50, jobs=1,
+               threads=1, timing_steps=2, timing_rounds=1),
+}
+
+# The paper's numbers (IU X-Ray, RRG-Mamba with DenseNet-121): Tables 1, 4 and 5; Table 3's DenseNet-121 row.
+PAPER = {
+    "RRG-Mamba": dict(BLEU_1=0.528, BLEU_4=0.207, METEOR=0.215, ROUGE_L=0.408),     # = GDLM-B
+    "w/o CMA": dict(BLEU_1=0.502, BLEU_4=0.188, METEOR=0.207, ROUGE_L=0.404),
+    "w/o GDLM": dict(BLEU_1=0.491, BLEU_4=0.182, METEOR=0.193, ROUGE_L=0.395),
+    "w/o RoPE": dict(BLEU_1=0.496, BLEU_4=0.180, METEOR=0.195, ROUGE_L=0.369),
+    "w/o CMA+GDLM": dict(BLEU_1=0.451, BLEU_4=0.159, METEOR=0.175, ROUGE_L=0.365),
+    "GDLM-T": dict(BLEU_1=0.496, BLEU_4=0.182, METEOR=0.205, ROUGE_L=0.385),
+    "GDLM-S": dict(BLEU_1=0.516, BLEU_4=0.198, METEOR=0.208, ROUGE_L=0.396),
+    "R2Gen-Mamba": dict(BLEU_1=0.482, BLEU_4=0.176, METEOR=0.208, ROUGE_L=0.382),   # its own paper, ResNet-101
+}
+PAPER_TABLE3 = {"DenseNet-121": dict(params_mb=66.56, minutes_per_epoch=1.33)}
+
+METRICS = ["BLEU_1", "BLEU_4", "METEOR", "ROUGE_L", "CIDEr", "ce_micro_f1_uncertain_negative",
+           "ce_macro_f1_uncertain_negative", "ce_micro_f1_uncertain_positive"]
+BOOT_METRICS = [m for m in METRICS if m != "METEOR"]     # METEOR's resamples need Java: point values only
+
+
+def slug(row: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in row).strip("_").lower()
+
+
+def atomic_json(path: Path, doc) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=float))
+    os.replace(tmp, path)
+    return path
+
+
+def train_config(prof: dict, row: str, seed: int):
+    from rrg_tutorial.train import load_config
+    model_set = {**prof["model_set"], **ROWS[row]}
+    return load_config(prof["config"], {**prof["train"], "model_set": model_set, "seed": seed})
+
+
+# ----------------------------------------------------------------------------------------------- one run
+def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
+    "Train (or resume) one (row, seed), select on validation, generate and score the test split; result.json."
+    import torch
+    from rrg_tutorial.evaluate import generate_reports, study_stats, corpus_scores, diversity
+    from rrg_tutorial.metrics import NLGScorer
+    from rrg_tutorial.train import build_run, split_dataset, collate_for, load_checkpoint, tokenizer_from_state
+    from torch.utils.data import DataLoader
+    prof = PROFILES[profile]
+    out = work / slug(row) / f"seed{seed}"
+    if (out / "result.json").exists(): return json.loads((out / "result.json").read_text())
+    cfg = train_config(prof, row, seed)
+    t0 = time.perf_counter()
+    tr = build_run(cfg, out)
+    tr.fit(resume=True)
+    fit_s = time.perf_counter() - t0
+    model, tok = tr.raw_model, tokenizer_from_state(tr.meta["tokenizer"])
+    model.load_state_dict(load_checkpoint(out / "best.pt")["model"])           # selected on validation
+    ds = split_dataset("test", tok, model.cfg, prof["n_test"], cfg.data_dir)
+    dl = DataLoader(ds, batch_size=32, collate_fn=collate_for(model.cfg))
+    t1 = time.perf_counter()
+    ids, refs, hyps = generate_reports(model, dl, tok, cfg.beam_size, progress=False)
+    gen_s = time.perf_counter() - t1
+    with NLGScorer() as scorer:
+        st = study_stats(refs, hyps, scorer, truncate_words=tok.max_seq_length - 1)
+        scores = {k: float(v[0]) for k, v in corpus_scores(st).items()}
+    save_stats(out / "stats.npz", st)
+    log = [r for r in tr.state["history"] if r.get("epoch_seconds") is not None]
+    res = dict(row=row, seed=seed, ids=ids, hyps=hyps, scores=scores, diversity=diversity(hyps),
+               best_epoch=tr.state["best_epoch"], epochs_run=tr.state["epoch"], steps=tr.state["global_step"],
+               val_history=[{k: r[k] for k in ("epoch", "val_loss", "BLEU_4", "CIDEr", "distinct_reports",
+                                                 "epoch_seconds") if k in r} for r in log],
+               params=sum(p.numel() for p in model.parameters()),
+               trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+               fit_seconds=fit_s, generate_seconds=gen_s, threads=torch.get_num_threads(),
+               model_config=asdict(model.cfg), train_config=asdict(cfg))
+    atomic_json(out / "result.json", res)
+    return res
+
+
+def save_stats(path: Path, st: dict):
+    "The per-study statistics every corpus score (and its bootstrap) needs, without the Java METEOR lines."
+    arrays = {f"{k}_{a}": st[k][a] for k in ("full", "cut") if k in st for a in ("bleu", "rouge", "cider")}
+    arrays.update({k: st[k] for k in st if k.startswith(("y_", "g_"))})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_stats(path: Path) -> dict:
+    z = np.load(path)
+    st = {k: {a: z[f"{k}_{a}"] for a in ("bleu", "rouge", "cider")} for k in ("full", "cut") if f"{k}_bleu" in z}
+    st.update({k: z[k] for k in z.files if k.startswith(("y_", "g_"))})
+    st["n"] = len(st["full"]["rouge"])
+    return st
+
+
+# ----------------------------------------------------------------------------------------------- baselines
+def baselines(profile: str, work: Path) -> dict:
+    "Most common report, random report (per seed) and 1-NN retrieval on pooled visual features; scored on test."
+    path = work / "baselines.json"
+    if path.exists(): return json.loads(path.read_text())
+    import torch
+    from rrg_tutorial.evaluate import baseline_reports, study_stats, corpus_scores, diversity
+    from rrg_tutorial.metrics import NLGScorer
+    from rrg_tutorial.model import preset
+    from rrg_tutorial.reports import read_r2gen_annotation
+    from rrg_tutorial.tokenizer import ReportTokenizer
+    from rrg_tutorial.train import data_root, split_dataset
+    prof = PROFILES[profile]
+    cfg = train_config(prof, "RRG-Mamba", 0)
+    root = data_root(cfg.data_dir)
+    ann = read_r2gen_annotation(root / "annotation.json")
+    mcfg = preset(cfg.model, **cfg.model_set)
+    tok = ReportTokenizer.from_reports(list(ann[ann.split == "train"].report), max_seq_length=mcfg.max_seq_length)
+    train = split_dataset("train", tok, mcfg, cfg.n_train, cfg.data_dir)
+    test = split_dataset("test", tok, mcfg, prof["n_test"], cfg.data_dir)
+    refs = [tok.clean(r) for r in test.items.report]
+    train_reports = [tok.clean(r) for r in train.items.report]
+    systems = {}
+    for s in prof["seeds"]:
+        b = baseline_reports(train_reports, len(refs), tok, seed=s)
+        systems.setdefault("most common report", b["most common report"])
+        systems[f"random report (seed {s})"] = b["random report"]
+    # retrieval: the training report whose studies' pooled features (mean over views and the grid) are closest
+    pool = lambda f: torch.nn.functional.normalize(torch.as_tensor(f).float().mean((1, 3, 4)), dim=-1)   # (N, C)
+    sim = pool(test.feats[test.rows]) @ pool(train.feats[train.rows]).T                                 # (n, N)
+    systems["nearest-neighbour retrieval"] = [train_reports[j] for j in sim.argmax(1).tolist()]
+    out = {}
+    with NLGScorer() as scorer:
+        for name, hyps in systems.items():
+            st = study_stats(refs, hyps, scorer, truncate_words=tok.max_seq_length - 1)
+            save_stats(work / "baselines" / f"{slug(name)}.npz", st)
+            out[name] = dict(scores={k: float(v[0]) for k, v in corpus_scores(st).items()},
+                             diversity=diversity(hyps), hyps=hyps, stats=f"baselines/{slug(name)}.npz")
+    atomic_json(path, dict(ids=list(test.items.id), refs=refs, systems=out))
+    return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------------------------- Table 3
+def timing(profile: str, work: Path) -> dict:
+    "Parameters, seconds per training step (so per epoch) and per generated study of every row, one process."
+    path = work / "timing.json"
+    if path.exists(): return json.loads(path.read_text())
+    import torch
+    from torch.utils.data import DataLoader
+    from rrg_tutorial.train import build_run, to_device
+    prof = PROFILES[profile]
+    torch.set_num_threads(prof["threads"])
+    trainers, batches = {}, {}
+    for row in prof["rows"]:
+        cfg = train_config(prof, row, 0)
+        tr = build_run(cfg, work / "timing" / slug(row))
+        dl = DataLoader(tr.train_ds, batch_size=cfg.batch_size, collate_fn=tr.collate)
+        trainers[row], batches[row] = tr, to_device(next(iter(dl)), tr.device)
+    def step(tr, b):
+        t = time.perf_counter()
+        tr.train_step([b])
+        return time.perf_counter() - t
+    def generate(tr, b):
+        t = time.perf_counter()
+        tr.raw_model.generate(b, beam_size=tr.cfg.beam_size)
+        return (time.perf_counter() - t) / len(b["ids"])
+    for row, tr in trainers.items(): step(tr, batches[row])                     # warm-up
+    steps = {r: [] for r in trainers}
+    gens = {r: [] for r in trainers}
+    for _ in range(prof["timing_rounds"]):                                       # rounds interleave the models
+        for row, tr in trainers.items():
+            steps[row] += [step(tr, batches[row]) for _ in range(prof["timing_steps"])]
+            gens[row].append(generate(tr, batches[row]))
+    out = {}
+    for row, tr in trainers.items():
+        m, s = tr.raw_model, float(np.median(steps[row]))
+        n = sum(p.numel() for p in m.parameters())
+        out[row] = dict(params=n, trainable=sum(p.numel() for p in m.parameters() if p.requires_grad),
+                        params_mb_fp32=n * 4 / 2**20, seconds_per_step=s, steps_per_epoch=tr.steps_per_epoch,
+                        minutes_per_epoch=s * tr.steps_per_epoch / 60, seconds_per_study=float(np.median(gens[row])),
+                        batch_size=tr.cfg.batch_size, threads=torch.get_num_threads())
+    base = out.get("Transformer", {}).get("seconds_per_step")
+    for r in out: out[r]["time_vs_transformer"] = out[r]["seconds_per_step"] / base if base else None
+    atomic_json(path, out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- tables
+def _scores(st: dict, w=None) -> dict:
+    from rrg_tutorial.evaluate import corpus_scores
+    return {k: v for k, v in corpus_scores(st, w, meteor=False).items() if k in BOOT_METRICS}
+
+
+def aggregate(profile: str, work: Path, results: dict, base: dict, n_boot: int, seed: int = 0) -> dict:
+    """Per row: each seed's scores, mean and sd over seeds, a bootstrap CI of the seed mean, and the paired
+    difference to RRG-Mamba (same resampled studies for every run)."""
+    rng = np.random.default_rng(seed)
+    n = len(base["refs"])
+    w = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)])   # (B, n)
+    boot, rows = {}, {}
+    for row, runs in results.items():
+        stats = [load_stats(work / slug(row) / f"seed{r['seed']}" / "stats.npz") for r in runs]
+        per_seed = [_scores(st, w) for st in stats]                              # B resamples per seed
+        boot[row] = {k: np.mean([p[k] for p in per_seed], 0) for k in BOOT_METRICS}   # (B,) seed means
+        vals = {k: [r["scores"][k] for r in runs] for k in METRICS}
+        div = [r["diversity"]["distinct_reports"] for r in runs]
+        rows[row] = dict(seeds=[r["seed"] for r in runs], values=vals,
+                         mean={k: float(np.mean(v)) for k, v in vals.items()},
+                         sd={k: float(np.std(v, ddof=1)) if len(v) > 1 else None for k, v in vals.items()},
+                         ci={k: [float(np.quantile(boot[row][k], 0.025)), float(np.quantile(boot[row][k], 0.975))]
+                             for k in BOOT_METRICS},
+                         distinct_reports=div, best_epoch=[r["best_epoch"] for r in runs],
+                         fit_minutes=[r["fit_seconds"] / 60 for r in runs])
+    ref = "RRG-Mamba"
+    for row in rows:
+        if row == ref or ref not in boot: continue
+        d = {k: boot[ref][k] - boot[row][k] for k in BOOT_METRICS}
+        rows[row]["diff_from_rrg_mamba"] = {
+            k: dict(value=rows[ref]["mean"][k] - rows[row]["mean"][k],
+                    ci=[float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))]) for k, v in d.items()}
+    bl = {}
+    for name, b in base["systems"].items():
+        st = load_stats(work / b["stats"])
+        bs = _scores(st, w)
+        bl[name] = dict(scores=b["scores"], distinct_reports=b["diversity"]["distinct_reports"],
+                        ci={k: [float(np.quantile(bs[k], 0.025)), float(np.quantile(bs[k], 0.975))] for k in bs})
+        if ref in boot:
+            bl[name]["rrg_mamba_minus_baseline"] = {
+                k: dict(value=rows[ref]["mean"][k] - b["scores"][k],
+                        ci=[float(np.quantile(boot[ref][k] - bs[k], 0.025)),
+                            float(np.quantile(boot[ref][k] - bs[k], 0.975))]) for k in bs}
+    return dict(rows=rows, baselines=bl, n_test=n, n_boot=n_boot)
+
+
+def environment() -> dict:
+    import torch
+    try: commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    except OSError: commit = None
+    cpu = platform.processor() or platform.machine()
+    try: cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration): pass
+    return dict(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), python=platform.python_version(),
+                torch=torch.__version__, numpy=np.__version__, platform=platform.platform(), cpu=cpu,
+                cpu_count=os.cpu_count(), cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                git_commit=commit)
+
+
+# ----------------------------------------------------------------------------------------------- driver
+def work_folder(profile: str, root: Path | None) -> Path:
+    "The work folder of a profile: its settings decide the name, so changed settings never mix with old runs."
+    from rrg_tutorial.core import cache_dir
+    key = hashlib.sha1(json.dumps({k: PROFILES[profile][k] for k in ("config", "train", "model_set", "n_test")},
+                                  sort_keys=True).encode()).hexdigest()[:10]
+    return (Path(root) / f"{profile}-{key}") if root else cache_dir("experiments", f"offline_tables-{profile}-{key}")
+
+
+def run_all(profile: str, work: Path, rows: list[str], seeds: list[int], jobs: int, threads: int):
+    "Every pending (row, seed) in `jobs` worker processes of `threads` threads; a failed run stops the table."
+    from tqdm.auto import tqdm
+    todo = [(r, s) for r in rows for s in seeds if not (work / slug(r) / f"seed{s}" / "result.json").exists()]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    running, failed = [], []
+    bar = tqdm(total=len(rows) * len(seeds), initial=len(rows) * len(seeds) - len(todo), desc="runs")
+    while todo or running:
+        while todo and len(running) < jobs:
+            r, s = todo.pop(0)
+            d = work / slug(r) / f"seed{s}"
+            d.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, __file__, "--profile", profile, "--work", str(work), "--one", r, str(s)]
+            running.append((r, s, subprocess.Popen(cmd, env=env, stdout=open(d / "run.log", "a"),
+                                                   stderr=subprocess.STDOUT)))
+        time.sleep(2)
+        for item in list(running):
+            r, s, p = item
+            if p.poll() is None: continue
+            running.remove(item)
+            bar.update()
+            if p.returncode: failed.append(f"{r} seed {s} (exit {p.returncode}; see {work / slug(r) / f'seed{s}' / 'run.log'})")
+    bar.close()
+    if failed: raise SystemExit("failed runs: " + "; ".join(failed))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="cpu", choices=list(PROFILES), help="sizes and budgets (default cpu)")
+    p.add_argument("--rows", nargs="+", choices=list(ROWS), help="rows to run (default: the profile's)")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds per row (default: the profile's)")
+    p.add_argument("--jobs", type=int, help="runs at once, each its own process (default: the profile's)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: the profile's)")
+    p.add_argument("--work", type=Path, help="work folder (default: the course cache, named by the settings)")
+    p.add_argument("--out", type=Path, help="results file (default experiments/results/offline_tables_PROFILE.json)")
+    p.add_argument("--no-timing", action="store_true", help="skip Table 3's side-by-side timing")
+    p.add_argument("--one", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)   # a worker process
+    a = p.parse_args(argv)
+    prof = PROFILES[a.profile]
+    work = a.work or work_folder(a.profile, None)
+    if a.one:
+        import torch
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", prof["threads"])))
+        run_one(a.profile, a.one[0], int(a.one[1]), work)
+        return 0
+    rows, seeds = a.rows or prof["rows"], a.seeds or prof["seeds"]
+    out = a.out or REPO / "experiments" / "results" / f"offline_tables_{a.profile}.json"
+    t0 = time.perf_counter()
+    print(f"work folder: {work}", flush=True)
+    base = baselines(a.profile, work)
+    run_all(a.profile, work, rows, seeds, a.jobs or prof["jobs"], a.threads or prof["threads"])
+    results = {r: [json.loads((work / slug(r) / f"seed{s}" / "result.json").read_text()) for s in seeds] for r in rows}
+    table = aggregate(a.profile, work, results, base, prof["n_boot"])
+    tim = None if a.no_timing else timing(a.profile, work)
+    examples = {"ids": base["ids"][:8], "references": base["refs"][:8],
+                **{r: results[r][0]["hyps"][:8] for r in rows}}
+    doc = dict(command=" ".join(shlex.quote(x) for x in ["python", "experiments/offline_tables.py", *(argv or sys.argv[1:])]),
+               profile=a.profile, settings=prof, rows_run=rows, seeds=seeds, environment=environment(),
+               wall_minutes=(time.perf_counter() - t0) / 60, runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")}
+                                                                     for x in results[r]] for r in rows},
+               table=table, timing=tim, paper=PAPER, paper_table3=PAPER_TABLE3, examples=examples)
+    atomic_json(out, doc)
+    print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    for r in rows:
+        m, s = table["rows"][r]["mean"], table["rows"][r]["sd"]
+        print(f"{r:<14} BLEU-4 {m['BLEU_4']:.3f}+-{s['BLEU_4'] or 0:.3f}  CIDEr {m['CIDEr']:.3f}  "
+              f"CE micro F1 {m['ce_micro_f1_uncertain_negative']:.3f}  distinct {table['rows'][r]['distinct_reports']}")
+    for name, b in table["baselines"].items():
+        print(f"{name:<30} BLEU-4 {b['scores']['BLEU_4']:.3f}  CIDEr {b['scores']['CIDEr']:.3f}  "
+              f"CE micro F1 {b['scores']['ce_micro_f1_uncertain_negative']:.3f}")
+    return 0
+
+
+if __name__ == "__main__": sys.exit(main())
