@@ -358,7 +358,7 @@ def main(argv=None) -> int:
     examples = {"ids": base["ids"][:8], "references": base["refs"][:8],
                 **{r: results[r][0]["hyps"][:8] for r in rows}}
     doc = dict(command=" ".join(shlex.quote(x) for x in ["python", "experiments/offline_tables.py", *(argv or sys.argv[1:])]),
-               profile=a.profile, settings=prof, rows_run=rows, seeds=seeds, environment=environment(),
+               profile=a.profile, settings=prof, all_rows=list(ROWS), rows_run=rows, seeds=seeds, environment=environment(),
                wall_minutes=(time.perf_counter() - t0) / 60, runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")}
                                                                      for x in results[r]] for r in rows},
                table=table, timing=tim, paper=PAPER, paper_table3=PAPER_TABLE3, examples=examples)

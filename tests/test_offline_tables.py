@@ -1,0 +1,96 @@
+"""experiments/offline_tables.py: per-study statistics survive the round trip to disk, a row's seed mean and its
+paired difference to RRG-Mamba are what they claim (the same resamples for every run), work folders follow the
+settings, the command line explains itself."""
+import importlib.util, json, os, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rrg_tutorial.evaluate import corpus_scores, study_stats
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "offline_tables.py"
+spec = importlib.util.spec_from_file_location("offline_tables", SCRIPT)
+ot = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ot)
+
+REFS = ["the heart is normal . the lungs are clear .", "small left pleural effusion . no pneumothorax .",
+        "the heart is enlarged . small left pleural effusion .", "the lungs are clear . no effusion ."] * 5
+GOOD = list(REFS)
+BAD = ["the heart is normal . the lungs are clear ."] * len(REFS)
+MID = [r if i % 2 else BAD[0] for i, r in enumerate(REFS)]
+
+
+@pytest.fixture(scope="module")
+def stats():
+    return {name: study_stats(REFS, hyps, None, truncate_words=5) for name, hyps in
+            (("good", GOOD), ("bad", BAD), ("mid", MID))}
+
+
+def test_stats_round_trip(tmp_path, stats):
+    ot.save_stats(tmp_path / "s.npz", stats["mid"])
+    back = ot.load_stats(tmp_path / "s.npz")
+    a, b = corpus_scores(stats["mid"], meteor=False), corpus_scores(back, meteor=False)
+    assert set(a) == set(b) and all(np.allclose(a[k], b[k]) for k in a)
+    assert not list(tmp_path.glob(".*tmp*"))                     # no temporary left behind
+
+
+def _fake_work(tmp_path, stats, rows):
+    "A work folder as run_one and baselines leave it: stats.npz + the scores each result.json holds."
+    results = {}
+    for row, names in rows.items():
+        results[row] = []
+        for seed, name in enumerate(names):
+            d = tmp_path / ot.slug(row) / f"seed{seed}"
+            ot.save_stats(d / "stats.npz", stats[name])
+            sc = {k: float(v[0]) for k, v in corpus_scores(stats[name], meteor=False).items()}
+            sc["METEOR"] = 0.0
+            results[row].append(dict(seed=seed, scores=sc, diversity={"distinct_reports": len(set(GOOD))},
+                                     best_epoch=1, fit_seconds=60.0))
+    ot.save_stats(tmp_path / "baselines" / "bad.npz", stats["bad"])
+    sc = {k: float(v[0]) for k, v in corpus_scores(stats["bad"], meteor=False).items()}
+    base = dict(refs=REFS, systems={"most common report": dict(scores=sc, stats="baselines/bad.npz",
+                                                                  diversity={"distinct_reports": 1})})
+    return results, base
+
+
+def test_aggregate_means_and_paired_differences(tmp_path, stats):
+    results, base = _fake_work(tmp_path, stats, {"RRG-Mamba": ["good", "mid"], "w/o CMA": ["mid", "mid"],
+                                                  "Transformer": ["good", "mid"]})
+    t = ot.aggregate("ci", tmp_path, results, base, n_boot=200)
+    r = t["rows"]["RRG-Mamba"]
+    k = "BLEU_4"
+    per_seed = [float(corpus_scores(stats[n], meteor=False)[k][0]) for n in ("good", "mid")]
+    assert r["mean"][k] == pytest.approx(np.mean(per_seed))
+    assert r["sd"][k] == pytest.approx(np.std(per_seed, ddof=1))
+    assert r["ci"][k][0] <= r["mean"][k] <= r["ci"][k][1]
+    # the same runs: the difference is exactly zero in every resample
+    same = t["rows"]["Transformer"]["diff_from_rrg_mamba"][k]
+    assert same["value"] == pytest.approx(0) and same["ci"] == pytest.approx([0, 0])
+    # a better row: positive difference with an interval above zero
+    better = t["rows"]["w/o CMA"]["diff_from_rrg_mamba"]
+    assert better[k]["value"] > 0 and better[k]["ci"][0] > 0
+    b = t["baselines"]["most common report"]["rrg_mamba_minus_baseline"]["ce_micro_f1_uncertain_positive"]
+    assert b["value"] > 0 and b["ci"][0] > 0
+    assert "diff_from_rrg_mamba" not in r
+
+
+def test_work_folder_follows_settings(tmp_path, monkeypatch):
+    a = ot.work_folder("ci", tmp_path)
+    monkeypatch.setitem(ot.PROFILES["ci"]["train"], "epochs", 7)
+    assert ot.work_folder("ci", tmp_path) != a
+    assert ot.work_folder("ci", tmp_path).parent == tmp_path
+
+
+def test_rows_build_their_configs():
+    for row, over in ot.ROWS.items():
+        cfg = ot.train_config(ot.PROFILES["ci"], row, 3)
+        assert cfg.seed == 3 and all(cfg.model_set[k] == v for k, v in over.items())
+    assert set(ot.PAPER) - set(ot.ROWS) == {"GDLM-T"}             # the paper's rows we can name
+
+
+def test_help():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0 and "--profile" in out.stdout and "Resumable" in out.stdout
