@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_evaluate.ipynb #76bd3e28
 from __future__ import annotations
-import argparse, json, math, os, sys
+import argparse, json, math, sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 from tqdm.auto import tqdm
 
+from .core import atomic_write
 from .labeler import CHEXPERT_CLASSES, chexpert_labels
 from .metrics import CE_CONVENTIONS, NLG_KEYS, NLGScorer, _binary, _check_texts, _prepare, _prf
 from .train import to_device
@@ -223,11 +224,8 @@ def save_results(path: str | Path, table: pd.DataFrame, studies: pd.DataFrame, *
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {**info, "metrics": {k: {c: (None if pd.isna(v) else float(v)) for c, v in r.items()}
                                for k, r in table.iterrows()}, "studies": studies.to_dict("records")}
-    for p, write in ((path, lambda t: t.write_text(json.dumps(doc, indent=1, default=float))),
-                     (path.with_suffix(".csv"), lambda t: studies.to_csv(t, index=False))):
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        write(tmp)
-        os.replace(tmp, p)
+    atomic_write(path, json.dumps(doc, indent=1, default=float))
+    atomic_write(path.with_suffix(".csv"), lambda t: studies.to_csv(t, index=False))
     return path
 
 # %% ../nbs/16_evaluate.ipynb #c00c8829

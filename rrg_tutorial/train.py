@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .core import cache_dir, get_device, seed_everything
+from .core import atomic_write, cache_dir, get_device, seed_everything
 
 # %% auto #0
 __all__ = ['CONFIGS', 'data_root', 'tokenizer_state', 'tokenizer_from_state', 'split_dataset', 'collate_for', 'TrainConfig',
@@ -46,11 +46,7 @@ def _subset_annotation(root: Path, split: str, n: int | None) -> Path:
     d = json.loads(ann.read_text())
     sub = {s: (items[:n] if s == split else []) for s, items in d.items()}
     key = hashlib.sha1(f"{ann.resolve()}|{ann.stat().st_size}|{ann.stat().st_mtime_ns}".encode()).hexdigest()[:12]
-    out = cache_dir("runs", "annotations") / f"{key}_{split}_{n}.json"
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(sub))
-    os.replace(tmp, out)
-    return out
+    return atomic_write(cache_dir("runs", "annotations") / f"{key}_{split}_{n}.json", json.dumps(sub))
 
 def tokenizer_state(tok) -> dict:
     "What a checkpoint keeps of the tokenizer (its vocabulary and settings), to rebuild it with `tokenizer_from_state`."
@@ -277,10 +273,7 @@ def save_atomic(obj, path: str | Path) -> Path:
     "torch.save to a temporary file in the same folder, then rename: a crash never leaves a half-written file."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)      # atomic on POSIX and Windows
-    return path
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))    # core.atomic_write: temporary + os.replace
 
 def _to_bytes(obj) -> bytes:
     buf = io.BytesIO()
@@ -424,12 +417,12 @@ class TrainerCheckpoints:
     def write_log(self):
         "The history as out/log.csv (one row per step or validation; empty cells where a row has no value)."
         cols = list(dict.fromkeys(k for r in self.state["history"] for k in r))
-        tmp = self.out / f".log.csv.{os.getpid()}.tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols)
-            w.writeheader()
-            w.writerows(self.state["history"])
-        os.replace(tmp, self.out / "log.csv")
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=cols)
+                w.writeheader()
+                w.writerows(self.state["history"])
+        atomic_write(self.out / "log.csv", write)
 
 # %% ../nbs/15_train.ipynb #eee2cf7ds
 class TrainerSelection:
