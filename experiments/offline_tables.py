@@ -37,14 +37,21 @@ ROWS = {
     "Transformer": dict(variant="transformer"),
     "R2Gen-Mamba": dict(variant="r2gen_mamba"),
     "GDLM-S": dict(gdlm="S"),
+    "GDLM-T": dict(gdlm="T"),     # the gpu profile's RRG-Mamba is GDLM-B (the paper's); on the CPU it is GDLM-T
 }
 
 # Training settings per profile: a named config of rrg_tutorial.train plus overrides; what is evaluated.
 PROFILES = {
     "cpu": dict(config="cpu", train=dict(n_train=None, n_val=100, epochs=10, eval_every=1, patience=3,
                                          monitor="val_loss", ckpt_every=50, progress=False),
-                model_set={}, rows=list(ROWS), seeds=[0, 1, 2], n_test=None, n_boot=1000, jobs=2, threads=1,
+                model_set={}, rows=[r for r in ROWS if r != "GDLM-T"], seeds=[0, 1, 2], n_test=None, n_boot=1000,
+                jobs=2, threads=1,
                 timing_steps=6, timing_rounds=3),
+    # the paper's IU X-Ray setting (DenseNet-121 fine-tuned, GDLM-B, 30 epochs) on a GPU box; --data-dir: R2Gen's IU
+    "gpu": dict(config="paper_iu", train=dict(n_val=None, ckpt_every=500, progress=True),
+                model_set={}, rows=["RRG-Mamba", "w/o CMA", "w/o GDLM", "w/o RoPE", "w/o CMA+GDLM", "GDLM-T",
+                                    "GDLM-S", "Transformer", "R2Gen-Mamba"],
+                seeds=[0, 1, 2], n_test=None, n_boot=1000, jobs=1, threads=8, timing_steps=10, timing_rounds=3),
     "ci": dict(config="ci", train=dict(n_train=32, n_val=8, epochs=1, ckpt_every=2, progress=False),
                model_set={}, rows=["RRG-Mamba", "Transformer"], seeds=[0, 1], n_test=16, n_boot=50, jobs=1,
                threads=1, timing_steps=2, timing_rounds=1),
@@ -145,6 +152,20 @@ def load_stats(path: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- baselines
+def pooled_features(ds, mcfg):
+    """Unit-length mean of a dataset's visual feature grids over views and positions (N, C), in item order: the
+    cached grids of a feature dataset, else the model's pretrained encoder through lesson 14's feature cache."""
+    import torch
+    if hasattr(ds, "feats"): f = torch.as_tensor(ds.feats[ds.rows])                                   # (N, V, C, h, w)
+    else:
+        from rrg_tutorial.visual import split_features
+        got = split_features(ds.annotation, ds.image_dir, ds.split, encoder=mcfg.visual, pretrained=mcfg.pretrained,
+                             n_views=mcfg.n_views, progress=False)
+        row = {i: k for k, i in enumerate(got["ids"])}
+        f = torch.as_tensor(got["feats"])[[row[i] for i in ds.items.id]]
+    return torch.nn.functional.normalize(f.float().mean((1, 3, 4)), dim=-1)
+
+
 def baselines(profile: str, work: Path) -> dict:
     "Most common report, random report (per seed) and 1-NN retrieval on pooled visual features; scored on test."
     path = work / "baselines.json"
@@ -172,8 +193,7 @@ def baselines(profile: str, work: Path) -> dict:
         systems.setdefault("most common report", b["most common report"])
         systems[f"random report (seed {s})"] = b["random report"]
     # retrieval: the training report whose studies' pooled features (mean over views and the grid) are closest
-    pool = lambda f: torch.nn.functional.normalize(torch.as_tensor(f).float().mean((1, 3, 4)), dim=-1)   # (N, C)
-    sim = pool(test.feats[test.rows]) @ pool(train.feats[train.rows]).T                                 # (n, N)
+    sim = pooled_features(test, mcfg) @ pooled_features(train, mcfg).T                                 # (n, N)
     systems["nearest-neighbour retrieval"] = [train_reports[j] for j in sim.argmax(1).tolist()]
     out = {}
     with NLGScorer() as scorer:
@@ -196,10 +216,17 @@ def timing(profile: str, work: Path) -> dict:
     from rrg_tutorial.train import build_run, to_device
     prof = PROFILES[profile]
     torch.set_num_threads(prof["threads"])
+    from dataclasses import replace
+    from rrg_tutorial.reports import read_r2gen_annotation
+    from rrg_tutorial.train import data_root
     trainers, batches = {}, {}
     for row in prof["rows"]:
         cfg = train_config(prof, row, 0)
-        tr = build_run(cfg, work / "timing" / slug(row))
+        ann = read_r2gen_annotation(data_root(cfg.data_dir) / "annotation.json")
+        n_train = min(cfg.n_train or 10**9, int((ann.split == "train").sum()))      # the runs' training set
+        small = replace(cfg, n_train=2 * cfg.batch_size, n_val=8)                    # features of 2 batches only
+        tr = build_run(small, work / "timing" / slug(row))
+        tr.steps_per_epoch = n_train // cfg.batch_size
         dl = DataLoader(tr.train_ds, batch_size=cfg.batch_size, collate_fn=tr.collate)
         trainers[row], batches[row] = tr, to_device(next(iter(dl)), tr.device)
     def step(tr, b):
@@ -304,7 +331,7 @@ def run_all(profile: str, work: Path, rows: list[str], seeds: list[int], jobs: i
     "Every pending (row, seed) in `jobs` worker processes of `threads` threads; a failed run stops the table."
     from tqdm.auto import tqdm
     todo = [(r, s) for r in rows for s in seeds if not (work / slug(r) / f"seed{s}" / "result.json").exists()]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
     running, failed = [], []
     bar = tqdm(total=len(rows) * len(seeds), initial=len(rows) * len(seeds) - len(todo), desc="runs")
     while todo or running:
@@ -313,6 +340,7 @@ def run_all(profile: str, work: Path, rows: list[str], seeds: list[int], jobs: i
             d = work / slug(r) / f"seed{s}"
             d.mkdir(parents=True, exist_ok=True)
             cmd = [sys.executable, __file__, "--profile", profile, "--work", str(work), "--one", r, str(s)]
+            if PROFILES[profile]["train"].get("data_dir"): cmd += ["--data-dir", PROFILES[profile]["train"]["data_dir"]]
             running.append((r, s, subprocess.Popen(cmd, env=env, stdout=open(d / "run.log", "a"),
                                                    stderr=subprocess.STDOUT)))
         time.sleep(2)
@@ -330,15 +358,22 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="cpu", choices=list(PROFILES), help="sizes and budgets (default cpu)")
-    p.add_argument("--rows", nargs="+", choices=list(ROWS), help="rows to run (default: the profile's)")
+    p.add_argument("--rows", nargs="+", choices=list(ROWS), metavar="ROW",
+                   help=f"rows to run (default: the profile's), of: {', '.join(ROWS)}")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds per row (default: the profile's)")
     p.add_argument("--jobs", type=int, help="runs at once, each its own process (default: the profile's)")
     p.add_argument("--threads", type=int, help="torch threads per run (default: the profile's)")
     p.add_argument("--work", type=Path, help="work folder (default: the course cache, named by the settings)")
     p.add_argument("--out", type=Path, help="results file (default experiments/results/offline_tables_PROFILE.json)")
+    p.add_argument("--data-dir", type=Path, help="a dataset in R2Gen's layout (annotation.json + images/); "
+                                                 "default: the offline IU X-Ray set")
     p.add_argument("--no-timing", action="store_true", help="skip Table 3's side-by-side timing")
     p.add_argument("--one", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)   # a worker process
     a = p.parse_args(argv)
+    if a.data_dir:                    # part of the settings: a new work folder, and every worker reads it
+        if not (a.data_dir / "annotation.json").is_file():
+            p.error(f"--data-dir {a.data_dir} has no annotation.json (R2Gen's layout: annotation.json + images/)")
+        PROFILES[a.profile]["train"]["data_dir"] = str(a.data_dir.resolve())
     prof = PROFILES[a.profile]
     work = a.work or work_folder(a.profile, None)
     if a.one:
@@ -358,7 +393,7 @@ def main(argv=None) -> int:
     examples = {"ids": base["ids"][:8], "references": base["refs"][:8],
                 **{r: results[r][0]["hyps"][:8] for r in rows}}
     doc = dict(command=" ".join(shlex.quote(x) for x in ["python", "experiments/offline_tables.py", *(argv or sys.argv[1:])]),
-               profile=a.profile, settings=prof, all_rows=list(ROWS), rows_run=rows, seeds=seeds, environment=environment(),
+               profile=a.profile, settings=prof, all_rows=prof["rows"], rows_run=rows, seeds=seeds, environment=environment(),
                wall_minutes=(time.perf_counter() - t0) / 60, runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")}
                                                                      for x in results[r]] for r in rows},
                table=table, timing=tim, paper=PAPER, paper_table3=PAPER_TABLE3, examples=examples)
