@@ -15,14 +15,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import cache_dir
+from .train import load_checkpoint, save_atomic
 from .vim import VimConfig, VisionMamba, line_orders
 
 # %% auto #0
-__all__ = ['ARM_BASE', 'ARM_LARGE', 'ArmConfig', 'cluster_order', 'patchify', 'normalize_patches', 'block_causal_mask',
-           'sincos_2d', 'CrossBlock', 'ARM', 'arm_loss', 'leak_matrix', 'plot_leak', 'offline_set', 'load_radiographs',
-           'augment', 'to_input', 'configure_optimizer', 'pretrain_arm', 'eval_arm', 'plot_arm_loss',
-           'arm_reconstruction', 'plot_reconstructions', 'backbone_features', 'probe_features', 'save_backbone',
-           'load_backbone']
+__all__ = ['ARM_BASE', 'ARM_LARGE', 'CHECKPOINT_FORMAT', 'ArmConfig', 'cluster_order', 'patchify', 'normalize_patches',
+           'block_causal_mask', 'sincos_2d', 'CrossBlock', 'ARM', 'arm_loss', 'leak_matrix', 'plot_leak', 'offline_set',
+           'load_radiographs', 'augment', 'to_input', 'configure_optimizer', 'pretrain_arm', 'eval_arm',
+           'plot_arm_loss', 'arm_reconstruction', 'plot_reconstructions', 'backbone_features', 'probe_features',
+           'save_backbone', 'load_backbone']
 
 # %% ../nbs/18a_arm.ipynb #f575e1e1
 @dataclass
@@ -324,23 +325,23 @@ def probe_features(labels: pd.DataFrame, feats: np.ndarray, Cs=(1e-3, 1e-2, 1e-1
         return pd.DataFrame(_fit_linear(labels, z, sp, tr, Cs, CHEXPERT_CLASSES, LogisticRegression), index=["val", "test"]).T
 
 # %% ../nbs/18a_arm.ipynb #65ca0663
-def save_backbone(model: ARM, path: str | Path, **meta) -> Path:
-    "Save the encoder (Vim config + state dict) and the ARM config with `meta`, atomically (temp file + os.replace)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = {"vim_config": asdict(model.encoder.config), "arm_config": asdict(model.config),
-            "state_dict": model.encoder.state_dict(), "meta": meta}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-    return path
+CHECKPOINT_FORMAT = "rrg_tutorial.train/1"   # lesson 15's format: train.load_checkpoint checks this tag
+
+def save_backbone(model: ARM, path: str | Path, config: dict | None = None, **meta) -> Path:
+    """Save the encoder in lesson 15's checkpoint format, atomically (`train.save_atomic`): `format`, `config` (the
+    pretraining settings), `meta` (the Vim and ARM configs, plus `meta`), `model` (the encoder's state dict)."""
+    ck = dict(format=CHECKPOINT_FORMAT, config=dict(config or {}),
+              meta=dict(vim_config=asdict(model.encoder.config), arm_config=asdict(model.config), **meta),
+              model=model.encoder.state_dict())
+    return save_atomic(ck, path)
 
 def load_backbone(path: str | Path, map_location="cpu") -> VisionMamba:
     "The saved encoder as a `VisionMamba` (one route; `vim.widen_scans` makes the four-scan variant)."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path} is missing: expected a backbone saved by save_backbone")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if "vim_config" not in ckpt: raise ValueError(f"{path} is not a backbone checkpoint (no 'vim_config')")
-    m = VisionMamba(VimConfig(**ckpt["vim_config"]))
-    m.load_state_dict(ckpt["state_dict"])
+    ck = load_checkpoint(path, map_location)                 # lesson 15's loader: checks the format
+    if "vim_config" not in ck.get("meta", {}):
+        raise ValueError(f"{path} is a training checkpoint but not a backbone (its meta has no 'vim_config')")
+    m = VisionMamba(VimConfig(**ck["meta"]["vim_config"]))
+    m.load_state_dict(ck["model"])
     return m
