@@ -183,12 +183,13 @@ def fit_contrastive(model: ImageReportModel, I: np.ndarray, T: np.ndarray, steps
 def plot_contrastive(hist: pd.DataFrame, pairs: dict, n_lines: int = 30):
     "Training loss and validation recall, and a PCA map of test image (o) and report (x) embeddings per stage."
     fig, axs = plt.subplots(1, 1 + len(pairs), figsize=(4 * (1 + len(pairs)), 3.6), dpi=110)
-    axs[0].plot(hist.step, hist.loss, label="train loss (Eq. 9)")
-    axs[0].set(xlabel="step", ylabel="Eq. 9 loss (train batches)", title="training")
+    axs[0].plot(hist.step, hist.loss, c="C0")
+    axs[0].set(xlabel="step", title="training")
+    axs[0].set_ylabel("Eq. 9 loss (train batches)", color="C0")
     if "val_recall" in hist:
         ax2 = axs[0].twinx()
-        ax2.plot(hist.step, hist.val_recall, c="C1", label="val recall")
-        ax2.set_ylabel("val recall (own report, mean R@1/5/10)")
+        ax2.plot(hist.step, hist.val_recall, c="C1")
+        ax2.set_ylabel("val recall (mean R@1/5/10)", color="C1")
     for ax, (name, (u, v)) in zip(axs[1:], pairs.items()):
         z = torch.cat([u, v]).numpy()
         z = z - z.mean(0)
@@ -199,4 +200,5 @@ def plot_contrastive(hist: pd.DataFrame, pairs: dict, n_lines: int = 30):
         for i in range(min(n_lines, n)): ax.plot(*p[[i, n + i]].T, c="grey", lw=0.4)
         ax.set(title=name, xticks=[], yticks=[])
         ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
     return fig
