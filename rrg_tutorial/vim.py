@@ -17,7 +17,8 @@ from .scan import selective_scan
 # %% auto #0
 __all__ = ['VIM_SIZES', 'VIM_PAPER_PARAMS_M', 'VIM_CPU', 'scan_route', 'MultiScanMamba', 'line_orders', 'dependency_map',
            'plot_dependency', 'copy_route', 'VimConfig', 'image_orders', 'PatchEmbed', 'SwiGLU', 'VimBlock',
-           'VisionMamba', 'count_params', 'vim_param_table', 'widen_scans', 'token_dependency', 'plot_token_dependency']
+           'VisionMamba', 'resize_pos_embed', 'at_image_size', 'count_params', 'vim_param_table', 'widen_scans',
+           'token_dependency', 'plot_token_dependency']
 
 # %% ../nbs/18_vim.ipynb #9b87ff11
 def scan_route(route: Mamba, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -227,6 +228,38 @@ class VisionMamba(nn.Module):
         t = self.forward_features(img)
         f = t[:, t.shape[1] // 2] if self.cls_token is not None else t.mean(1)
         return self.head(f)
+
+# %% ../nbs/18_vim.ipynb #441b2b7e
+def resize_pos_embed(pos_embed: torch.Tensor, new_grid: int, cls_token: bool = True) -> torch.Tensor:
+    """A (1, g*g [+1], d) absolute position embedding for a new_grid x new_grid patch grid: the patch rows resized
+    bicubically as a d-channel image, the class-token row (at the middle of the sequence) kept as it is."""
+    n = pos_embed.shape[1] - int(cls_token)
+    g = math.isqrt(n)
+    _check_pos_embed(pos_embed, g, n)
+    mid = n // 2
+    patches = torch.cat([pos_embed[:, :mid], pos_embed[:, mid + 1:]], 1) if cls_token else pos_embed   # (1, g*g, d)
+    grid = patches.reshape(1, g, g, -1).permute(0, 3, 1, 2)                                   # (1, d, g, g)
+    grid = nn.functional.interpolate(grid.float(), size=(new_grid, new_grid), mode="bicubic", align_corners=False)
+    out = grid.permute(0, 2, 3, 1).reshape(1, new_grid * new_grid, -1).to(pos_embed.dtype)    # (1, G*G, d)
+    if not cls_token: return out
+    new_mid = new_grid * new_grid // 2
+    return torch.cat([out[:, :new_mid], pos_embed[:, mid:mid + 1], out[:, new_mid:]], 1)     # (1, G*G + 1, d)
+
+def _check_pos_embed(pos_embed, g, n):
+    if pos_embed.dim() != 3 or len(pos_embed) != 1 or g * g != n:
+        raise ValueError(f"resize_pos_embed: expected a (1, g*g [+ 1 class token], d) position embedding, "
+                         f"got {tuple(pos_embed.shape)}")
+
+@torch.no_grad()
+def at_image_size(model: VisionMamba, img_size: int) -> VisionMamba:
+    "A copy of `model` for `img_size`-px inputs: every weight copied, the position embedding resized."
+    c = replace(model.config, img_size=img_size)
+    _check_vim_config(c)
+    state = dict(model.state_dict())
+    state["pos_embed"] = resize_pos_embed(state["pos_embed"], c.grid, c.cls_token)
+    new = VisionMamba(c).to(next(model.parameters()).device)
+    new.load_state_dict(state)
+    return new
 
 # %% ../nbs/18_vim.ipynb #e95a3937
 def count_params(m: nn.Module) -> int: return sum(p.numel() for p in m.parameters())

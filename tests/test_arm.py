@@ -6,6 +6,7 @@ import torch
 
 from rrg_tutorial.arm import (ARM, ArmConfig, arm_loss, block_causal_mask, cluster_order, leak_matrix, load_backbone,
                               normalize_patches, patchify, pretrain_arm, save_backbone, sincos_2d)
+from rrg_tutorial.train import load_checkpoint, save_atomic
 
 TINY = ArmConfig(img_size=48, patch_size=4, d_enc=16, depth=2, mlp_ratio=2.0, d_dec=16, dec_depth=2, heads=2)
 
@@ -58,14 +59,26 @@ def test_pretraining_reduces_the_loss_on_a_fixed_batch():
     assert h.loss.iloc[-1] < h.loss.iloc[0]
 
 
-def test_checkpoint_round_trip(tmp_path):
+def test_checkpoint_round_trip_in_lesson_15s_format(tmp_path):
     torch.manual_seed(3)
     arm = ARM(TINY)
-    p = save_backbone(arm, tmp_path / "b.pt", steps=0)
-    assert not list(tmp_path.glob("*.tmp"))
+    p = save_backbone(arm, tmp_path / "b.pt", config=dict(steps=0, lr=1e-3), seed=3)
+    assert [f.name for f in tmp_path.iterdir()] == ["b.pt"]          # no temporary file left
+    ck = load_checkpoint(p)                                         # lesson 15's loader accepts it
+    assert ck["format"] == "rrg_tutorial.train/1" and ck["config"] == dict(steps=0, lr=1e-3)
+    assert ck["meta"]["seed"] == 3 and ck["meta"]["arm_config"]["d_enc"] == 16
+    assert set(ck["model"]) == set(arm.encoder.state_dict())
     back = load_backbone(p)
     x = torch.rand(1, 1, 48, 48)
     assert torch.equal(back.forward_features(x), arm.encoder.forward_features(x))
+    assert back.config == arm.encoder.config
+
+
+def test_load_backbone_rejects_other_checkpoints(tmp_path):
+    save_atomic(dict(format="rrg_tutorial.train/1", config={}, meta={}, model={}), tmp_path / "trainer.pt")
+    with pytest.raises(ValueError, match="not a backbone"): load_backbone(tmp_path / "trainer.pt")
+    torch.save({"state_dict": {}}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="not written by rrg_tutorial.train"): load_backbone(tmp_path / "old.pt")
 
 
 def test_bad_inputs_raise_clear_errors(tmp_path):

@@ -3,8 +3,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from rrg_tutorial.vim import (MultiScanMamba, VisionMamba, VimConfig, VIM_CPU, VIM_SIZES, copy_route, count_params,
-                              dependency_map, image_orders, line_orders, scan_route, widen_scans)
+from rrg_tutorial.vim import (MultiScanMamba, VisionMamba, VimConfig, VIM_CPU, VIM_SIZES, at_image_size, copy_route,
+                              count_params, dependency_map, image_orders, line_orders, resize_pos_embed, scan_route,
+                              widen_scans)
 
 SMALL = replace(VIM_CPU, img_size=32, patch_size=8, d_model=16, depth=2)
 
@@ -73,3 +74,25 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="multiple of patch_size"): VisionMamba(replace(SMALL, img_size=30))
     with pytest.raises(ValueError, match="n_routes must be 1, 2 or 4"): VisionMamba(replace(SMALL, n_routes=3))
     with pytest.raises(ValueError, match="scan orders must be"): MultiScanMamba(8, 2)(torch.randn(1, 5, 8), line_orders(4))
+
+
+def test_pos_embed_resize_192_to_224_keeps_the_class_token_and_loads_into_a_224_model():
+    torch.manual_seed(4)
+    m192 = VisionMamba(replace(VIM_CPU, img_size=192, d_model=8, depth=1))
+    pe = m192.pos_embed.detach()
+    new = resize_pos_embed(pe, 14)
+    assert new.shape == (1, 14 * 14 + 1, 8)
+    assert torch.equal(new[:, 98], pe[:, 72])                     # the class token's row, mid-sequence, kept
+    assert torch.equal(resize_pos_embed(pe, 12), pe)               # identity resize
+    assert resize_pos_embed(pe[:, :-1].clone(), 14, cls_token=False).shape == (1, 196, 8)
+    m224 = at_image_size(m192, 224)
+    assert m224.config.img_size == 224 and torch.equal(m224.pos_embed, new)
+    assert torch.equal(m224.layers[0].mixer.in_proj.weight, m192.layers[0].mixer.in_proj.weight)
+    assert m224.forward_features(torch.randn(1, 3, 224, 224)).shape == (1, 197, 8)
+
+
+def test_pos_embed_resize_interpolates_a_constant_exactly_and_rejects_bad_shapes():
+    c = torch.ones(1, 12 * 12, 3) * torch.tensor([1.0, -2.0, 0.5])
+    assert torch.allclose(resize_pos_embed(c, 14, cls_token=False), torch.ones(1, 196, 3) * c[0, 0], atol=1e-6)
+    with pytest.raises(ValueError, match="position embedding"): resize_pos_embed(torch.zeros(1, 10, 4), 3, cls_token=False)
+    with pytest.raises(ValueError, match="position embedding"): resize_pos_embed(torch.zeros(145, 4), 14)
