@@ -4,7 +4,7 @@
 
 # %% ../nbs/18a_arm.ipynb #f8e80d62
 from __future__ import annotations
-import json, math, os, time
+import json, math, time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import cache_dir
+from .core import atomic_write, cache_dir
 from .train import load_checkpoint, save_atomic
 from .vim import VimConfig, VisionMamba, line_orders
 
@@ -198,9 +198,7 @@ def load_radiographs(root: str | Path, px: int) -> tuple[pd.DataFrame, np.ndarra
     X = np.empty((len(labels), 2, px, px), np.uint8)
     for i, sid in enumerate(labels.id):
         for v in (0, 1): X[i, v] = np.asarray(Image.open(root / "images" / sid / f"{v}.png").resize((px, px), Image.BOX))
-    tmp = cached.with_suffix(".tmp.npy")
-    np.save(tmp, X)
-    os.replace(tmp, cached)
+    atomic_write(cached, lambda t: np.save(t, X))
     return labels, X
 
 # %% ../nbs/18a_arm.ipynb #e0901519

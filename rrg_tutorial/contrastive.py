@@ -4,7 +4,7 @@
 
 # %% ../nbs/19_contrastive.ipynb #bb85ad7c
 from __future__ import annotations
-import copy, math, os, time
+import copy, math, time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import cache_dir
+from .core import atomic_write, cache_dir
 from .arm import load_backbone
 from .vim import VimConfig, VisionMamba, at_image_size, widen_scans
 
@@ -95,9 +95,7 @@ def cached_report_features(root: Path, reports: list[str], name: str, max_len: i
     path = cache_dir("contrastive") / f"{Path(root).name}_{key}.npy"
     if path.exists(): return np.load(path)
     feats = report_features(reports, name, max_len)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, feats)
-    os.replace(tmp, path)
+    atomic_write(path, lambda t: np.save(t, feats))
     return feats
 
 def frozen_image_features(root: Path, ids: list[str], encoder: str = "efficientnet_lite0") -> np.ndarray:
