@@ -46,7 +46,7 @@ PROFILES = {
                                          monitor="val_loss", ckpt_every=50, progress=False),
                 model_set={}, rows=[r for r in ROWS if r != "GDLM-T"], seeds=[0, 1, 2], n_test=None, n_boot=1000,
                 jobs=2, threads=1,
-                timing_steps=6, timing_rounds=3),
+                timing_steps=4, timing_rounds=3),
     # the paper's IU X-Ray setting (DenseNet-121 fine-tuned, GDLM-B, 30 epochs) on a GPU box; --data-dir: R2Gen's IU
     "gpu": dict(config="paper_iu", train=dict(n_val=None, ckpt_every=500, progress=True),
                 model_set={}, rows=["RRG-Mamba", "w/o CMA", "w/o GDLM", "w/o RoPE", "w/o CMA+GDLM", "GDLM-T",
@@ -368,6 +368,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", type=Path, help="a dataset in R2Gen's layout (annotation.json + images/); "
                                                  "default: the offline IU X-Ray set")
     p.add_argument("--no-timing", action="store_true", help="skip Table 3's side-by-side timing")
+    p.add_argument("--collect", action="store_true",
+                   help="run nothing: tabulate the runs already finished in the work folder (a row needs >= 1 seed)")
     p.add_argument("--one", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)   # a worker process
     a = p.parse_args(argv)
     if a.data_dir:                    # part of the settings: a new work folder, and every worker reads it
@@ -386,15 +388,25 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     print(f"work folder: {work}", flush=True)
     base = baselines(a.profile, work)
-    run_all(a.profile, work, rows, seeds, a.jobs or prof["jobs"], a.threads or prof["threads"])
-    results = {r: [json.loads((work / slug(r) / f"seed{s}" / "result.json").read_text()) for s in seeds] for r in rows}
+    if not a.collect: run_all(a.profile, work, rows, seeds, a.jobs or prof["jobs"], a.threads or prof["threads"])
+    done = lambda r, s: (work / slug(r) / f"seed{s}" / "result.json").exists()
+    missing = [f"{r} seed {s}" for r in rows for s in seeds if not done(r, s)]
+    if missing: print(f"not finished, left out: {', '.join(missing)}")
+    results = {r: [json.loads((work / slug(r) / f"seed{s}" / "result.json").read_text()) for s in seeds if done(r, s)]
+               for r in rows}
+    rows = [r for r in rows if results[r]]
+    if "RRG-Mamba" not in rows: raise SystemExit("no finished RRG-Mamba run to tabulate")
+    results = {r: results[r] for r in rows}
     table = aggregate(a.profile, work, results, base, prof["n_boot"])
     tim = None if a.no_timing else timing(a.profile, work)
     examples = {"ids": base["ids"][:8], "references": base["refs"][:8],
                 **{r: results[r][0]["hyps"][:8] for r in rows}}
     doc = dict(command=" ".join(shlex.quote(x) for x in ["python", "experiments/offline_tables.py", *(argv or sys.argv[1:])]),
-               profile=a.profile, settings=prof, all_rows=prof["rows"], rows_run=rows, seeds=seeds, environment=environment(),
-               wall_minutes=(time.perf_counter() - t0) / 60, runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")}
+               profile=a.profile, settings=prof, all_rows=prof["rows"], rows_run=rows, seeds=seeds,
+               environment=environment(),
+               wall_minutes=(time.perf_counter() - t0) / 60, not_finished=missing,
+               run_minutes=sum(x["fit_seconds"] + x["generate_seconds"] for v in results.values() for x in v) / 60,
+               runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")}
                                                                      for x in results[r]] for r in rows},
                table=table, timing=tim, paper=PAPER, paper_table3=PAPER_TABLE3, examples=examples)
     atomic_json(out, doc)
