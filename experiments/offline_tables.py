@@ -80,11 +80,10 @@ def slug(row: str) -> str:
 
 
 def atomic_json(path: Path, doc) -> Path:
+    "Write `doc` as JSON through a temporary file and a rename (core.atomic_write): never half a file."
+    from rrg_tutorial.core import atomic_write
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=float))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(doc, indent=1, default=float))
 
 
 def train_config(prof: dict, row: str, seed: int):
@@ -137,10 +136,9 @@ def save_stats(path: Path, st: dict):
     "The per-study statistics every corpus score (and its bootstrap) needs, without the Java METEOR lines."
     arrays = {f"{k}_{a}": st[k][a] for k in ("full", "cut") if k in st for a in ("bleu", "rouge", "cider")}
     arrays.update({k: st[k] for k in st if k.startswith(("y_", "g_"))})
+    from rrg_tutorial.core import atomic_write
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda t: np.savez_compressed(t, **arrays))
 
 
 def load_stats(path: Path) -> dict:

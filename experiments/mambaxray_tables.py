@@ -1,0 +1,502 @@
+"""MambaXray-CTL's stage 3 in miniature on the offline IU X-Ray set, and the two papers side by side.
+
+Rows (Table II in miniature): a frozen LLM reads the frozen EfficientNet-Lite0 tokens of each study through a trained
+Linear + LayerNorm mapper (lesson 20), trained with the SFT loss alone ("SFT") or with SFT + 0.4 x the symmetric
+InfoNCE of the paper's fine-tuning stage ("SFT + CTL-FT"), several seeds each. Every run selects its step on the
+validation loss only, then generates the test studies with beam search and is scored once.
+
+The comparison (lesson 21) scores, on the SAME test studies, these runs, RRG-Mamba and the Transformer baseline (the
+finished runs of experiments/offline_tables.py, whose reports are read from its work folder) and its baselines, with
+paired bootstrap intervals; then measures parameters, seconds per training step and seconds per generated study of
+RRG-Mamba, the Transformer and the LLM decoder side by side in one process.
+
+Resumable: every run keeps a checkpoint (heads, optimizer, losses) every few steps and continues exactly where it
+stopped; finished runs are never repeated. Results: one JSON file with the device, versions and the exact command.
+
+    python experiments/offline_tables.py --rows RRG-Mamba Transformer     # first: the RRG-Mamba side
+    python experiments/mambaxray_tables.py                                # the cpu profile (hours on 2 cores)
+    python experiments/mambaxray_tables.py --profile ci                   # a tiny end-to-end check
+"""
+from __future__ import annotations
+
+import argparse, hashlib, json, os, shlex, subprocess, sys, time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for p in (REPO, REPO / "experiments"):
+    if str(p) not in sys.path: sys.path.insert(0, str(p))
+
+import numpy as np
+
+import offline_tables as OT
+
+ROWS = {"SFT": dict(ctl_weight=0.0), "SFT + CTL-FT": dict(ctl_weight=0.4)}
+
+# llm: lesson 20's names; bf16: autocast the frozen LLM to bfloat16 (on this CPU, with AVX-512 BF16, a training
+# step takes 0.6x the float32 time); offline: the offline_tables.py profile whose runs, data and features are shared.
+PROFILES = {
+    "cpu": dict(llm="smollm2-135m", offline="cpu", n_train=None, n_val=64, n_test=200, steps=300, batch_size=8,
+                lr=3e-3, weight_decay=0.05, eval_every=50, ckpt_every=10, beam=3, min_new=20, max_new=50,
+                repetition_penalty=2.0, length_penalty=2.0, bf16=True, rows=list(ROWS), seeds=[0, 1], jobs=2,
+                threads=1, n_boot=1000, timing_steps=2, timing_rounds=2),
+    # the paper's IU stage 3 setting for the decoder (Qwen1.5-1.8B-Chat, beam 5, 40-100 new tokens) over the same
+    # frozen features; a GPU box
+    "gpu": dict(llm="Qwen/Qwen1.5-1.8B-Chat", offline="gpu", n_train=None, n_val=None, n_test=None, steps=3600,
+                batch_size=20, lr=1e-4, weight_decay=0.05, eval_every=300, ckpt_every=100, beam=5, min_new=40,
+                max_new=100, repetition_penalty=2.0, length_penalty=2.0, bf16=True, rows=list(ROWS),
+                seeds=[0, 1, 2], jobs=1, threads=8, n_boot=1000, timing_steps=5, timing_rounds=3),
+    "ci": dict(llm="tiny", offline="ci", n_train=32, n_val=8, n_test=12, steps=6, batch_size=4, lr=3e-3,
+               weight_decay=0.05, eval_every=3, ckpt_every=2, beam=2, min_new=2, max_new=8, repetition_penalty=2.0,
+               length_penalty=2.0, bf16=False, rows=list(ROWS), seeds=[0, 1], jobs=1, threads=1, n_boot=50,
+               timing_steps=1, timing_rounds=1),
+}
+RUN_KEYS = ("llm", "offline", "n_train", "n_val", "n_test", "steps", "batch_size", "lr", "weight_decay",
+            "eval_every", "beam", "min_new", "max_new", "repetition_penalty", "length_penalty", "bf16")
+
+# The paper's numbers on real IU X-Ray (Large model). Table II's rows #7 (ARM, SFT only) and #4 (ARM, SFT + CTL-FT)
+# differ, like this miniature's two rows, only in the contrastive term of the fine-tuning stage; Table I's row is
+# the full model (ARM + CTL + CTL-FT + SFT).
+PAPER = {
+    "SFT": dict(table="II #7", BLEU_1=0.457, BLEU_4=0.174, ROUGE_L=0.353, CIDEr=0.467),
+    "SFT + CTL-FT": dict(table="II #4", BLEU_1=0.463, BLEU_4=0.185, ROUGE_L=0.364, CIDEr=0.451),
+    "MambaXray-CTL-Large": dict(table="I", BLEU_1=0.491, BLEU_4=0.199, ROUGE_L=0.374, CIDEr=0.544),
+}
+
+slug = OT.slug
+
+
+def by_hash(ids) -> list[str]:
+    "Study ids in the order of the SHA-256 of the id: a fixed subset that does not depend on the file's order."
+    return sorted(ids, key=lambda i: hashlib.sha256(str(i).encode()).hexdigest())
+
+
+# ----------------------------------------------------------------------------------------------- data
+def offline_setup(profile: str) -> dict:
+    "The data root, the model config and the test studies of the offline_tables profile these runs share."
+    from rrg_tutorial.model import preset
+    from rrg_tutorial.reports import read_r2gen_annotation
+    from rrg_tutorial.train import data_root
+    P = PROFILES[profile]
+    oprof = OT.PROFILES[P["offline"]]
+    cfg = OT.train_config(oprof, "RRG-Mamba", 0)
+    root = data_root(cfg.data_dir)
+    mcfg = preset(cfg.model, **cfg.model_set)
+    ann = read_r2gen_annotation(root / "annotation.json")
+    return dict(root=root, mcfg=mcfg, ann=ann, cfg=cfg)
+
+
+def study_subsets(profile: str, setup: dict, test_pool: list[str] | None = None) -> dict:
+    """Train / val / test study ids: the first n of each split by hash; the test studies are drawn from
+    `test_pool` (the studies offline_tables scored) so every system is scored on the same ones."""
+    P, ann = PROFILES[profile], setup["ann"]
+    pick = lambda ids, n: by_hash(ids)[:n] if n else by_hash(ids)
+    tr = list(ann.id[ann.split == "train"])
+    if setup["cfg"].n_train: tr = tr[:setup["cfg"].n_train]            # offline_tables' training studies
+    return dict(train=pick(tr, P["n_train"]),
+                val=pick(list(ann.id[ann.split == "val"]), P["n_val"]),
+                test=pick(test_pool if test_pool is not None else list(ann.id[ann.split == "test"]), P["n_test"]))
+
+
+def load_features(setup: dict, ids: list[str], split: str):
+    "Cached feature grids (N, V, C, h, w) of `ids`, in that order (lesson 14's cache, shared with lesson 17)."
+    from rrg_tutorial.visual import split_features
+    m = setup["mcfg"]
+    got = split_features(setup["root"] / "annotation.json", setup["root"] / "images", split, m.visual, m.pretrained,
+                         n_views=m.n_views, ids=ids, device="cpu", progress=False)
+    return got["feats"]
+
+
+def batch_at(feats, ids, reports, step: int, batch_size: int, seed: int) -> dict:
+    "The training batch of `step`: epochs of a seeded permutation, so a resumed run sees the same batches."
+    import torch
+    n = len(ids)
+    per = max(1, n // batch_size)
+    epoch, k = divmod(step, per)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    ix = order[k * batch_size:(k + 1) * batch_size].tolist()
+    return {"id": [ids[i] for i in ix], "feats": feats[ix], "report": [reports[i] for i in ix]}
+
+
+# ----------------------------------------------------------------------------------------------- one run
+def _autocast(on: bool):
+    import torch
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on) if not torch.cuda.is_available() else \
+        torch.autocast("cuda", dtype=torch.bfloat16, enabled=on)
+
+
+def heads(model) -> dict:
+    "The trained tensors of a ReportLLM (mapper, text projection, LoRA if any)."
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+
+
+def build_model(profile: str, row: str, seed: int, train_texts, visual_dim: int):
+    from rrg_tutorial.core import seed_everything
+    from rrg_tutorial.llm import LLMDecoderConfig, ReportLLM, load_llm
+    P = PROFILES[profile]
+    lm, tok = load_llm(P["llm"], texts=train_texts)
+    seed_everything(seed)                                           # the heads' initialisation
+    cfg = LLMDecoderConfig(llm=P["llm"], visual_dim=visual_dim, beam=P["beam"], min_new_tokens=P["min_new"],
+                           max_new_tokens=P["max_new"], repetition_penalty=P["repetition_penalty"],
+                           length_penalty=P["length_penalty"], **ROWS[row])
+    return ReportLLM(cfg, lm, tok)
+
+
+def val_loss(model, feats, ids, reports, batch_size: int, bf16: bool) -> float:
+    "Mean SFT loss per report token over the validation studies (the selection criterion)."
+    import torch
+    from rrg_tutorial.llm import target_ids
+    model.eval()
+    tot = cnt = 0.0
+    with torch.no_grad(), _autocast(bf16):
+        for i in range(0, len(ids), batch_size):
+            b = {"id": ids[i:i + batch_size], "feats": feats[i:i + batch_size], "report": reports[i:i + batch_size]}
+            n = float(target_ids(model.tokenizer, b["report"], model.cfg.max_target_tokens)[1].sum())
+            tot += float(model(b)["sft"]) * n
+            cnt += n
+    return tot / cnt
+
+
+def train_run(profile: str, row: str, seed: int, out: Path, data: dict, stop_after: int | None = None) -> dict:
+    """Train one (row, seed) from its last checkpoint (if any) to the profile's steps; `stop_after`: stop (as if
+    killed) after that many steps of this call. Returns the run state (losses, validation, best step)."""
+    import torch
+    from rrg_tutorial.core import atomic_write
+    P = PROFILES[profile]
+    tr, va = data["train"], data["val"]
+    model = build_model(profile, row, seed, tr["reports"], tr["feats"].shape[2])
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=P["lr"], weight_decay=P["weight_decay"])
+    state = dict(step=0, history=[], val=[], best=None, seconds=0.0)
+    out.mkdir(parents=True, exist_ok=True)
+    last, best = out / "last.pt", out / "best.pt"
+    if last.exists():
+        ck = torch.load(last, weights_only=False)
+        model.load_state_dict(ck["heads"], strict=False)
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+    save = lambda path, obj: atomic_write(path, lambda t: torch.save(obj, t))
+    done_here = 0
+    model.train()
+    while state["step"] < P["steps"]:
+        t = time.perf_counter()
+        b = batch_at(tr["feats"], tr["ids"], tr["reports"], state["step"], P["batch_size"], seed)
+        with _autocast(P["bf16"]): o = model(b)                              # Eq. 12
+        o["loss"].backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        state["step"] += 1
+        done_here += 1
+        state["history"].append({k: v.item() for k, v in o.items()})
+        state["seconds"] += time.perf_counter() - t
+        s = state["step"]
+        if s % P["eval_every"] == 0 or s == P["steps"]:
+            v = val_loss(model, va["feats"], va["ids"], va["reports"], P["batch_size"], P["bf16"])
+            model.train()
+            state["val"].append(dict(step=s, val_loss=v))
+            if state["best"] is None or v < state["best"]["val_loss"]:
+                state["best"] = dict(step=s, val_loss=v)
+                save(best, dict(heads=heads(model), step=s, val_loss=v))
+        if s % P["ckpt_every"] == 0 or s == P["steps"] or (stop_after and done_here >= stop_after):
+            save(last, dict(heads=heads(model), opt=opt.state_dict(), state=state))
+        if stop_after and done_here >= stop_after: break
+    return dict(state=state, model=model)
+
+
+def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
+    "Train (or resume) one (row, seed), select on validation, generate and score the test studies; result.json."
+    import torch
+    from rrg_tutorial.evaluate import generate_reports, study_stats, corpus_scores, diversity
+    from rrg_tutorial.llm import ReportText, trainable_parameters
+    from rrg_tutorial.metrics import NLGScorer
+    P = PROFILES[profile]
+    out = work / slug(row) / f"seed{seed}"
+    if (out / "result.json").exists(): return json.loads((out / "result.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_data(profile, work)
+    t0 = time.perf_counter()
+    r = train_run(profile, row, seed, out, data)
+    fit_s = time.perf_counter() - t0
+    model, state = r["model"], r["state"]
+    model.load_state_dict(torch.load(out / "best.pt", weights_only=False)["heads"], strict=False)   # validation's
+    te = data["test"]
+    bs = max(1, 24 // P["beam"])
+    batches = [{"id": te["ids"][i:i + bs], "feats": te["feats"][i:i + bs], "report": te["reports"][i:i + bs]}
+               for i in range(0, len(te["ids"]), bs)]
+    text = ReportText(model.tokenizer)
+    t1 = time.perf_counter()
+    with _autocast(P["bf16"]):
+        ids, refs, hyps = generate_reports(model, batches, text, beam_size=P["beam"], max_len=P["max_new"],
+                                           progress=False)
+    gen_s = time.perf_counter() - t1
+    with NLGScorer() as scorer:
+        st = study_stats(refs, hyps, scorer, truncate_words=data["truncate_words"])
+        scores = {k: float(v[0]) for k, v in corpus_scores(st).items()}
+    res = dict(row=row, seed=seed, ids=ids, hyps=hyps, scores=scores, diversity=diversity(hyps),
+               best_step=state["best"]["step"], steps=state["step"], val_history=state["val"],
+               loss_history=state["history"], train_seconds=state["seconds"], fit_seconds=fit_s,
+               generate_seconds=gen_s, threads=torch.get_num_threads(), params=trainable_parameters(model),
+               settings={k: P[k] for k in RUN_KEYS}, ctl_weight=ROWS[row]["ctl_weight"])
+    OT.atomic_json(out / "result.json", res)
+    return res
+
+
+def load_data(profile: str, work: Path) -> dict:
+    "Features and reports of the train / val / test studies of the runs (the test ones fixed in the work folder)."
+    setup = offline_setup(profile)
+    ann = setup["ann"]
+    report_of = dict(zip(ann.id, ann.report))
+    split_of = dict(zip(ann.id, ann.split))
+    subsets = json.loads((work / "subsets.json").read_text())
+    data = dict(truncate_words=setup["mcfg"].max_seq_length - 1)
+    for name, ids in subsets.items():
+        data[name] = dict(ids=ids, reports=[report_of[i] for i in ids],
+                          feats=load_features(setup, ids, split_of[ids[0]]))
+    return data
+
+
+# ----------------------------------------------------------------------------------------------- the comparison
+def offline_systems(profile: str, test_ids: list[str]) -> dict:
+    """Reports of RRG-Mamba, the Transformer (every finished seed) and the baselines of offline_tables.py on
+    `test_ids`, read from its work folder: {system: [reports of each seed]}."""
+    P = PROFILES[profile]
+    owork = OT.work_folder(P["offline"], None)
+    if not (owork / "baselines.json").exists():
+        raise SystemExit(f"no offline_tables.py runs in {owork}: run `python experiments/offline_tables.py "
+                         f"--profile {P['offline']} --rows RRG-Mamba Transformer` first")
+    base = json.loads((owork / "baselines.json").read_text())
+    pos = {i: k for k, i in enumerate(base["ids"])}
+    missing = [i for i in test_ids if i not in pos]
+    if missing: raise SystemExit(f"{len(missing)} test studies are not in {owork / 'baselines.json'}")
+    ix = [pos[i] for i in test_ids]
+    out = {}
+    for row in ("RRG-Mamba", "Transformer"):
+        runs = sorted((owork / slug(row)).glob("seed*/result.json"))
+        got = [json.loads(p.read_text()) for p in runs]
+        for g in got:
+            if g["ids"] != base["ids"]: raise SystemExit(f"{row} seed {g['seed']} scored other studies")
+        if got: out[row] = dict(seeds=[g["seed"] for g in got], hyps=[[g["hyps"][k] for k in ix] for g in got])
+    if "RRG-Mamba" not in out: raise SystemExit(f"no finished RRG-Mamba run in {owork}")
+    for name, b in base["systems"].items():
+        out[name] = dict(seeds=[None], hyps=[[b["hyps"][k] for k in ix]])
+    return out, [base["refs"][k] for k in ix], owork
+
+
+def compare(profile: str, work: Path, llm_results: dict, n_boot: int, seed: int = 0) -> dict:
+    """Every system on the same test studies: per-seed scores, seed means with bootstrap CIs and paired differences
+    (the same resampled studies for every run), RRG-Mamba against each MambaXray row and each row against the
+    baselines."""
+    from rrg_tutorial.evaluate import corpus_scores, diversity, study_stats
+    from rrg_tutorial.metrics import NLGScorer
+    subsets = json.loads((work / "subsets.json").read_text())
+    test_ids = subsets["test"]
+    systems, refs, owork = offline_systems(profile, test_ids)
+    for row, runs in llm_results.items():
+        for r in runs:
+            if r["ids"] != test_ids: raise SystemExit(f"{row} seed {r['seed']} scored other studies")
+        systems[f"MambaXray-CTL ({row})"] = dict(seeds=[r["seed"] for r in runs], hyps=[r["hyps"] for r in runs])
+    tw = OT.train_config(OT.PROFILES[PROFILES[profile]["offline"]], "RRG-Mamba", 0)
+    from rrg_tutorial.model import preset
+    truncate = preset(tw.model, **tw.model_set).max_seq_length - 1
+    rng = np.random.default_rng(seed)
+    n = len(refs)
+    w = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)])      # (B, n)
+    table, boot = {}, {}
+    with NLGScorer() as scorer:
+        for name, s in systems.items():
+            per_seed, vals = [], {k: [] for k in OT.METRICS}
+            for hyps in s["hyps"]:
+                st = study_stats(refs, hyps, scorer, truncate_words=truncate)
+                v = corpus_scores(st)
+                for k in OT.METRICS: vals[k].append(float(v[k][0]))
+                per_seed.append(OT._scores(st, w))
+            boot[name] = {k: np.mean([p[k] for p in per_seed], 0) for k in OT.BOOT_METRICS}
+            table[name] = dict(seeds=s["seeds"], values=vals,
+                               mean={k: float(np.mean(v)) for k, v in vals.items()},
+                               sd={k: float(np.std(v, ddof=1)) if len(v) > 1 else None for k, v in vals.items()},
+                               ci={k: [float(np.quantile(boot[name][k], q)) for q in (0.025, 0.975)]
+                                   for k in OT.BOOT_METRICS},
+                               distinct_reports=[diversity(h)["distinct_reports"] for h in s["hyps"]])
+    diff = lambda a, b: {k: dict(value=table[a]["mean"][k] - table[b]["mean"][k],
+                                 ci=[float(np.quantile(boot[a][k] - boot[b][k], q)) for q in (0.025, 0.975)])
+                         for k in OT.BOOT_METRICS}
+    llm_rows = [f"MambaXray-CTL ({r})" for r in llm_results]
+    baselines = [b for b in systems if b not in ("RRG-Mamba", "Transformer", *llm_rows)]
+    pairs = {}
+    for m in llm_rows:
+        pairs[f"RRG-Mamba - {m}"] = diff("RRG-Mamba", m)
+        for b in baselines: pairs[f"{m} - {b}"] = diff(m, b)
+    if len(llm_rows) == 2: pairs[f"{llm_rows[1]} - {llm_rows[0]}"] = diff(llm_rows[1], llm_rows[0])
+    return dict(n_test=n, n_boot=n_boot, test_ids=test_ids, systems=table, pairs=pairs,
+                offline_work=owork.name, examples=dict(ids=test_ids[:6], references=refs[:6],
+                                                       **{k: s["hyps"][0][:6] for k, s in systems.items()}))
+
+
+# ----------------------------------------------------------------------------------------------- side-by-side timing
+def timing(profile: str, work: Path) -> dict:
+    """Parameters (trainable and total), seconds per training step and per generated study of RRG-Mamba, the
+    Transformer and the LLM decoder, in one process on the profile's threads, the models interleaved in rounds."""
+    path = work / "timing.json"
+    if path.exists(): return json.loads(path.read_text())
+    import torch
+    from dataclasses import replace
+    from torch.utils.data import DataLoader
+    from rrg_tutorial.train import build_run, to_device
+    from rrg_tutorial.llm import trainable_parameters
+    P = PROFILES[profile]
+    torch.set_num_threads(P["threads"])
+    oprof = OT.PROFILES[P["offline"]]
+    data = load_data(profile, work)
+    n_train = len(data["train"]["ids"])
+    systems = {}
+    for row in ("RRG-Mamba", "Transformer"):
+        cfg = OT.train_config(oprof, row, 0)
+        tr = build_run(replace(cfg, n_train=2 * cfg.batch_size, n_val=8), work / "timing" / slug(row))
+        b = to_device(next(iter(DataLoader(tr.train_ds, batch_size=cfg.batch_size, collate_fn=tr.collate))), tr.device)
+        m = tr.raw_model
+        systems[row] = dict(step=lambda tr=tr, b=b: tr.train_step([b]),
+                            gen=lambda m=m, b=b, k=cfg.beam_size: m.generate(b, beam_size=k), batch=cfg.batch_size,
+                            n_gen=len(b["ids"]), params=dict(trainable=sum(p.numel() for p in m.parameters()
+                                                                           if p.requires_grad),
+                                                             total=sum(p.numel() for p in m.parameters())),
+                            beam=cfg.beam_size)
+    model = build_model(profile, "SFT + CTL-FT", 0, data["train"]["reports"], data["train"]["feats"].shape[2])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=P["lr"])
+    b = batch_at(data["train"]["feats"], data["train"]["ids"], data["train"]["reports"], 0, P["batch_size"], 0)
+
+    def llm_step():
+        model.train()
+        with _autocast(P["bf16"]): o = model(b)
+        o["loss"].backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def llm_gen():
+        model.eval()
+        with _autocast(P["bf16"]): model.generate(b, beam_size=P["beam"], max_len=P["max_new"])
+    systems["MambaXray-CTL"] = dict(step=llm_step, gen=llm_gen, batch=P["batch_size"], n_gen=len(b["id"]),
+                                    params=trainable_parameters(model), beam=P["beam"])
+    clock = lambda f: (lambda t: (f(), time.perf_counter() - t)[1])(time.perf_counter())
+    for s in systems.values(): s["step"]()                                        # warm-up
+    steps, gens = {k: [] for k in systems}, {k: [] for k in systems}
+    for _ in range(P["timing_rounds"]):
+        for k, s in systems.items():
+            steps[k] += [clock(s["step"]) for _ in range(P["timing_steps"])]
+            gens[k].append(clock(s["gen"]) / s["n_gen"])
+    out = {}
+    for k, s in systems.items():
+        sps = float(np.median(steps[k]))
+        spe = n_train // s["batch"]
+        out[k] = dict(params=s["params"], batch_size=s["batch"], seconds_per_step=sps,
+                      seconds_per_study_trained=sps / s["batch"], steps_per_epoch=spe, minutes_per_epoch=sps * spe / 60,
+                      seconds_per_study_generated=float(np.median(gens[k])), beam=s["beam"],
+                      threads=torch.get_num_threads())
+    base = out["RRG-Mamba"]
+    for k in out:
+        out[k]["epoch_time_vs_rrg_mamba"] = out[k]["minutes_per_epoch"] / base["minutes_per_epoch"]
+        out[k]["generation_time_vs_rrg_mamba"] = out[k]["seconds_per_study_generated"] / base["seconds_per_study_generated"]
+    OT.atomic_json(path, dict(systems=out, frozen_encoder="left out of every count: the cached EfficientNet-Lite0",
+                              bf16=P["bf16"], n_train=n_train))
+    return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------------------------- driver
+def work_folder(profile: str, root: Path | None) -> Path:
+    "The work folder of a profile, named by the settings that change a run."
+    from rrg_tutorial.core import cache_dir
+    key = hashlib.sha1(json.dumps({k: PROFILES[profile][k] for k in RUN_KEYS}, sort_keys=True).encode()).hexdigest()[:10]
+    return (Path(root) / f"{profile}-{key}") if root else cache_dir("experiments", f"mambaxray_tables-{profile}-{key}")
+
+
+def prepare(profile: str, work: Path) -> dict:
+    "Fix the studies of every run once (subsets.json): the test ones are those offline_tables.py scored."
+    path = work / "subsets.json"
+    if path.exists(): return json.loads(path.read_text())
+    setup = offline_setup(profile)
+    owork = OT.work_folder(PROFILES[profile]["offline"], None)
+    pool = json.loads((owork / "baselines.json").read_text())["ids"] if (owork / "baselines.json").exists() else None
+    sub = study_subsets(profile, setup, pool)
+    OT.atomic_json(path, sub)
+    return sub
+
+
+def run_all(profile: str, work: Path, rows, seeds, jobs: int, threads: int):
+    "Every pending (row, seed) in `jobs` worker processes of `threads` threads; a failed run stops the table."
+    from tqdm.auto import tqdm
+    todo = [(r, s) for r in rows for s in seeds if not (work / slug(r) / f"seed{s}" / "result.json").exists()]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    running, failed = [], []
+    bar = tqdm(total=len(rows) * len(seeds), initial=len(rows) * len(seeds) - len(todo), desc="runs")
+    while todo or running:
+        while todo and len(running) < jobs:
+            r, s = todo.pop(0)
+            d = work / slug(r) / f"seed{s}"
+            d.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, __file__, "--profile", profile, "--work", str(work), "--one", r, str(s)]
+            running.append((r, s, subprocess.Popen(cmd, env=env, stdout=open(d / "run.log", "a"),
+                                                   stderr=subprocess.STDOUT)))
+        time.sleep(2)
+        for item in list(running):
+            r, s, p = item
+            if p.poll() is None: continue
+            running.remove(item)
+            bar.update()
+            if p.returncode: failed.append(f"{r} seed {s} (exit {p.returncode}; see {work / slug(r) / f'seed{s}' / 'run.log'})")
+    bar.close()
+    if failed: raise SystemExit("failed runs: " + "; ".join(failed))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="cpu", choices=list(PROFILES), help="sizes and budgets (default cpu)")
+    p.add_argument("--rows", nargs="+", choices=list(ROWS), metavar="ROW", help=f"rows to run, of: {', '.join(ROWS)}")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds per row (default: the profile's)")
+    p.add_argument("--jobs", type=int, help="runs at once, each its own process (default: the profile's)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: the profile's)")
+    p.add_argument("--work", type=Path, help="work folder (default: the course cache, named by the settings)")
+    p.add_argument("--out", type=Path, help="results file (default experiments/results/mambaxray_tables_PROFILE.json)")
+    p.add_argument("--no-timing", action="store_true", help="skip the side-by-side timing")
+    p.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs")
+    p.add_argument("--one", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)   # a worker process
+    a = p.parse_args(argv)
+    P = PROFILES[a.profile]
+    work = a.work or work_folder(a.profile, None)
+    if a.one:
+        import torch
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", P["threads"])))
+        run_one(a.profile, a.one[0], int(a.one[1]), work)
+        return 0
+    rows, seeds = a.rows or P["rows"], a.seeds or P["seeds"]
+    t0 = time.perf_counter()
+    print(f"work folder: {work}", flush=True)
+    prepare(a.profile, work)
+    if not a.collect: run_all(a.profile, work, rows, seeds, a.jobs or P["jobs"], a.threads or P["threads"])
+    done = lambda r, s: (work / slug(r) / f"seed{s}" / "result.json").exists()
+    missing = [f"{r} seed {s}" for r in rows for s in seeds if not done(r, s)]
+    if missing: print(f"not finished, left out: {', '.join(missing)}")
+    results = {r: [json.loads((work / slug(r) / f"seed{s}" / "result.json").read_text()) for s in seeds if done(r, s)]
+               for r in rows}
+    results = {r: v for r, v in results.items() if v}
+    if not results: raise SystemExit("no finished run to tabulate")
+    table = compare(a.profile, work, results, P["n_boot"])
+    tim = None if a.no_timing else timing(a.profile, work)
+    out = a.out or REPO / "experiments" / "results" / f"mambaxray_tables_{a.profile}.json"
+    doc = dict(command=" ".join(shlex.quote(x) for x in ["python", "experiments/mambaxray_tables.py",
+                                                          *(argv if argv is not None else sys.argv[1:])]),
+               profile=a.profile, settings=P, rows_run=list(results), seeds=seeds, environment=OT.environment(),
+               wall_minutes=(time.perf_counter() - t0) / 60, not_finished=missing,
+               runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")} for x in v]
+                     for r, v in results.items()},
+               table=table, timing=tim, paper=PAPER)
+    OT.atomic_json(out, doc)
+    print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    for name, s in table["systems"].items():
+        m = s["mean"]
+        print(f"{name:<34} BLEU-4 {m['BLEU_4']:.3f}  CIDEr {m['CIDEr']:.3f}  "
+              f"CE micro F1 {m['ce_micro_f1_uncertain_negative']:.3f}  distinct {s['distinct_reports']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""experiments/mambaxray_tables.py: a run killed after any step and resumed ends bitwise where an uninterrupted run
+ends; the training batches are seeded permutations; the test studies are fixed by hash, not by file order; work
+folders follow the settings; the command line explains itself."""
+import importlib.util, subprocess, sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "mambaxray_tables.py"
+sys.path.insert(0, str(ROOT / "experiments"))
+spec = importlib.util.spec_from_file_location("mambaxray_tables", SCRIPT)
+mx = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mx)
+
+REPORTS = ["the heart is normal . the lungs are clear .", "small left pleural effusion . no pneumothorax .",
+           "the heart is enlarged . small left pleural effusion .", "the lungs are clear . no effusion .",
+           "no acute disease .", "mild cardiomegaly . no focal consolidation ."]
+
+
+def _data(n_train=10, n_val=4, c=16):
+    g = torch.Generator().manual_seed(0)
+    part = lambda n, off: dict(ids=[f"s{off + i}" for i in range(n)], reports=[REPORTS[(off + i) % 6] for i in range(n)],
+                               feats=torch.randn(n, 2, c, 7, 7, generator=g))
+    return dict(train=part(n_train, 0), val=part(n_val, 100))
+
+
+def test_batches_are_seeded_permutations():
+    d = _data()["train"]
+    per = len(d["ids"]) // 4
+    epoch0 = [i for s in range(per) for i in mx.batch_at(d["feats"], d["ids"], d["reports"], s, 4, 7)["id"]]
+    assert len(set(epoch0)) == len(epoch0) == per * 4                         # no study twice in an epoch
+    again = mx.batch_at(d["feats"], d["ids"], d["reports"], 1, 4, 7)
+    assert again["id"] == epoch0[4:8] and torch.equal(again["feats"], d["feats"][[d["ids"].index(i) for i in again["id"]]])
+    other = [i for s in range(per) for i in mx.batch_at(d["feats"], d["ids"], d["reports"], s, 4, 8)["id"]]
+    nxt = [i for s in range(per, 2 * per) for i in mx.batch_at(d["feats"], d["ids"], d["reports"], s, 4, 7)["id"]]
+    assert other != epoch0 and nxt != epoch0                                  # seeds and epochs reshuffle
+
+
+def test_resume_is_exact(tmp_path):
+    data = _data()
+    full = mx.train_run("ci", "SFT + CTL-FT", 3, tmp_path / "full", data)
+    steps = mx.PROFILES["ci"]["steps"]
+    assert full["state"]["step"] == steps and full["state"]["best"] is not None
+    part = mx.train_run("ci", "SFT + CTL-FT", 3, tmp_path / "cut", data, stop_after=steps // 2 + 1)   # "killed"
+    assert part["state"]["step"] == steps // 2 + 1
+    rest = mx.train_run("ci", "SFT + CTL-FT", 3, tmp_path / "cut", data)                          # resumed
+    a, b = mx.heads(full["model"]), mx.heads(rest["model"])
+    assert set(a) == {k for k in a if k.startswith(("mapper.", "text_proj."))} and a
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda s: {k: v for k, v in s.items() if k != "seconds"}
+    assert strip(full["state"]) == strip(rest["state"])                     # losses, validation, best step
+    best_a = torch.load(tmp_path / "full" / "best.pt", weights_only=False)
+    best_b = torch.load(tmp_path / "cut" / "best.pt", weights_only=False)
+    assert best_a["step"] == best_b["step"] and all(torch.equal(best_a["heads"][k], best_b["heads"][k]) for k in a)
+    # the contrastive weight is the only difference between the two rows, and it changes the training
+    sft = mx.train_run("ci", "SFT", 3, tmp_path / "sft", data)
+    assert sft["model"].cfg.ctl_weight == 0.0 and full["model"].cfg.ctl_weight == 0.4
+    assert not all(torch.equal(a[k], mx.heads(sft["model"])[k]) for k in a if k.startswith("mapper."))
+
+
+def test_test_studies_follow_the_hash_not_the_file_order():
+    ids = [f"CXR{i}_IM-{i}" for i in range(50)]
+    assert mx.by_hash(ids) == mx.by_hash(list(reversed(ids))) and sorted(mx.by_hash(ids)) == sorted(ids)
+
+
+def test_work_folder_follows_the_settings(tmp_path, monkeypatch):
+    a = mx.work_folder("ci", tmp_path)
+    monkeypatch.setitem(mx.PROFILES["ci"], "steps", 7)
+    assert mx.work_folder("ci", tmp_path) != a
+    monkeypatch.setitem(mx.PROFILES["ci"], "steps", 6)
+    monkeypatch.setitem(mx.PROFILES["ci"], "jobs", 3)                     # how runs are scheduled: same folder
+    assert mx.work_folder("ci", tmp_path) == a
+
+
+def test_help():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "--profile" in out.stdout and "--collect" in out.stdout
