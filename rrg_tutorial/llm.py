@@ -282,15 +282,16 @@ class ReportText:
 
 # %% ../nbs/20_llm.ipynb #c6ff9e3a
 def fit_decoder(model: ReportLLM, batches, steps: int, lr: float = 1e-4, weight_decay: float = 0.05,
-                until=None) -> list[dict]:
+                until=None, bf16: bool = False) -> list[dict]:
     """AdamW steps on the trainable parameters over `batches` (at most `steps`, or until `until(losses)`);
-    the losses."""
+    the losses. `bf16`: the forward pass under bfloat16 autocast (the frozen LLM's matrix products)."""
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                             weight_decay=weight_decay)
     model.train()
     history = []
     for _, batch in zip(range(steps), batches):
-        out = model(batch)                               # Eq. 12
+        with torch.autocast(model.before.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(batch)                           # Eq. 12
         out["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -69,6 +69,17 @@ def test_frozen_llm_bitwise_unchanged_after_a_step(tiny):
     assert not m.llm.training
 
 
+def test_bf16_step_keeps_float32_heads_and_frozen_llm(tiny):
+    m = make(tiny)
+    llm0 = {k: v.clone() for k, v in m.llm.state_dict().items()}
+    heads0 = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
+    h = fit_decoder(m, iter([batch()] * 2), steps=2, lr=1e-2, bf16=True)
+    assert len(h) == 2 and all(torch.isfinite(torch.tensor(x["loss"])) for x in h)
+    assert all(torch.equal(v, m.llm.state_dict()[k]) for k, v in llm0.items())
+    assert all(p.dtype == torch.float32 and not torch.equal(heads0[n], p)
+               for n, p in m.named_parameters() if p.requires_grad)
+
+
 def test_ctl_loss_direct_and_symmetric():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)

@@ -1,0 +1,55 @@
+"""rrg_tutorial.two_papers (lesson 21): results files are checked on reading, verdicts follow the intervals, the
+Table II comparison takes the paper's difference in the right direction, and the frames read the committed file."""
+import json
+from pathlib import Path
+
+import pytest
+
+from rrg_tutorial.two_papers import (cost_frame, load_comparison, pairs_frame, quality_frame, table2_frame,
+                                     verdicts)
+
+ROOT = Path(__file__).resolve().parents[1]
+CI = ROOT / "experiments" / "results" / "mambaxray_tables_ci.json"
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="mambaxray_tables.py"):
+        load_comparison(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_comparison(tmp_path / "bad.json")
+    doc = json.loads(CI.read_text())
+    (tmp_path / "notiming.json").write_text(json.dumps({**doc, "timing": None}))
+    with pytest.raises(ValueError, match="no-timing"):
+        load_comparison(tmp_path / "notiming.json")
+
+
+def _doc(ci_of_pair):
+    a, b = "MambaXray-CTL (SFT + CTL-FT)", "MambaXray-CTL (SFT)"
+    metrics = ("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr", "ce_micro_f1_uncertain_negative")
+    return {"table": {"pairs": {f"{a} - {b}": {k: dict(value=sum(ci_of_pair[k]) / 2, ci=ci_of_pair[k])
+                                               for k in metrics}}},
+            "paper": {"SFT": dict(BLEU_1=0.457, BLEU_4=0.174, ROUGE_L=0.353, CIDEr=0.467),
+                      "SFT + CTL-FT": dict(BLEU_1=0.463, BLEU_4=0.185, ROUGE_L=0.364, CIDEr=0.451)}}
+
+
+def test_verdicts_follow_the_intervals():
+    doc = _doc({"BLEU_1": [0.01, 0.02], "BLEU_4": [-0.01, 0.02], "ROUGE_L": [-0.03, -0.01], "CIDEr": [-0.05, -0.01],
+                "ce_micro_f1_uncertain_negative": [0.0, 0.1]})
+    t = table2_frame(doc).set_index("metric")
+    assert t.loc["BLEU-1", "verdict"] == "reproduced" and t.loc["BLEU-4", "verdict"] == "within noise"
+    assert t.loc["ROUGE-L", "verdict"] == "reversed" and t.loc["CIDEr", "verdict"] == "reproduced"   # paper: -0.016
+    assert abs(t.loc["BLEU-4", "paper"] - 0.011) < 1e-9
+    p = pairs_frame(doc, metrics=("BLEU_1", "ROUGE_L", "BLEU_4")).set_index("metric")
+    assert list(p.verdict) == ["above", "below", "within noise"]
+    assert verdicts(pairs_frame(doc)).shape == (1, 4)
+
+
+def test_frames_read_the_committed_file():
+    doc = load_comparison(CI)
+    q = quality_frame(doc)
+    assert len(q) == len(doc["table"]["systems"]) and "CE micro F1" in q.columns
+    c = cost_frame(doc)
+    assert set(c.index) == {"RRG-Mamba", "Transformer", "MambaXray-CTL"}
+    assert c.loc["RRG-Mamba", "epoch vs RRG-Mamba"] == 1.0
+    assert (c["total (M)"] >= c["trainable (M)"]).all()
