@@ -19,7 +19,7 @@ stopped; finished runs are never repeated. Results: one JSON file with the devic
 """
 from __future__ import annotations
 
-import argparse, hashlib, json, os, shlex, subprocess, sys, time
+import argparse, hashlib, json, os, shlex, sys, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -421,29 +421,8 @@ def prepare(profile: str, work: Path) -> dict:
 
 
 def run_all(profile: str, work: Path, rows, seeds, jobs: int, threads: int):
-    "Every pending (row, seed) in `jobs` worker processes of `threads` threads; a failed run stops the table."
-    from tqdm.auto import tqdm
-    todo = [(r, s) for r in rows for s in seeds if not (work / slug(r) / f"seed{s}" / "result.json").exists()]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    running, failed = [], []
-    bar = tqdm(total=len(rows) * len(seeds), initial=len(rows) * len(seeds) - len(todo), desc="runs")
-    while todo or running:
-        while todo and len(running) < jobs:
-            r, s = todo.pop(0)
-            d = work / slug(r) / f"seed{s}"
-            d.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, __file__, "--profile", profile, "--work", str(work), "--one", r, str(s)]
-            running.append((r, s, subprocess.Popen(cmd, env=env, stdout=open(d / "run.log", "a"),
-                                                   stderr=subprocess.STDOUT)))
-        time.sleep(2)
-        for item in list(running):
-            r, s, p = item
-            if p.poll() is None: continue
-            running.remove(item)
-            bar.update()
-            if p.returncode: failed.append(f"{r} seed {s} (exit {p.returncode}; see {work / slug(r) / f'seed{s}' / 'run.log'})")
-    bar.close()
-    if failed: raise SystemExit("failed runs: " + "; ".join(failed))
+    "Every pending (row, seed) in `jobs` worker processes of `threads` threads (offline_tables.run_workers)."
+    OT.run_workers(__file__, profile, work, rows, seeds, jobs, threads)
 
 
 def main(argv=None) -> int:

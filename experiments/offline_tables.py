@@ -325,8 +325,10 @@ def work_folder(profile: str, root: Path | None) -> Path:
     return (Path(root) / f"{profile}-{key}") if root else cache_dir("experiments", f"offline_tables-{profile}-{key}")
 
 
-def run_all(profile: str, work: Path, rows: list[str], seeds: list[int], jobs: int, threads: int):
-    "Every pending (row, seed) in `jobs` worker processes of `threads` threads; a failed run stops the table."
+def run_workers(script: str, profile: str, work: Path, rows: list[str], seeds: list[int], jobs: int, threads: int,
+                extra: list[str] | None = None):
+    """Every pending (row, seed) of `script` (a run is done when its result.json exists) in `jobs` worker processes
+    of `threads` threads (`script --profile P --work W --one ROW SEED`); a failed run stops the table."""
     from tqdm.auto import tqdm
     todo = [(r, s) for r in rows for s in seeds if not (work / slug(r) / f"seed{s}" / "result.json").exists()]
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
@@ -337,8 +339,7 @@ def run_all(profile: str, work: Path, rows: list[str], seeds: list[int], jobs: i
             r, s = todo.pop(0)
             d = work / slug(r) / f"seed{s}"
             d.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, __file__, "--profile", profile, "--work", str(work), "--one", r, str(s)]
-            if PROFILES[profile]["train"].get("data_dir"): cmd += ["--data-dir", PROFILES[profile]["train"]["data_dir"]]
+            cmd = [sys.executable, script, "--profile", profile, "--work", str(work), "--one", r, str(s), *(extra or [])]
             running.append((r, s, subprocess.Popen(cmd, env=env, stdout=open(d / "run.log", "a"),
                                                    stderr=subprocess.STDOUT)))
         time.sleep(2)
@@ -347,9 +348,16 @@ def run_all(profile: str, work: Path, rows: list[str], seeds: list[int], jobs: i
             if p.poll() is None: continue
             running.remove(item)
             bar.update()
-            if p.returncode: failed.append(f"{r} seed {s} (exit {p.returncode}; see {work / slug(r) / f'seed{s}' / 'run.log'})")
+            if p.returncode:
+                failed.append(f"{r} seed {s} (exit {p.returncode}; see {work / slug(r) / f'seed{s}' / 'run.log'})")
     bar.close()
     if failed: raise SystemExit("failed runs: " + "; ".join(failed))
+
+
+def run_all(profile: str, work: Path, rows: list[str], seeds: list[int], jobs: int, threads: int):
+    "Every pending (row, seed) of this script's profile in worker processes (run_workers)."
+    data_dir = PROFILES[profile]["train"].get("data_dir")
+    run_workers(__file__, profile, work, rows, seeds, jobs, threads, ["--data-dir", data_dir] if data_dir else None)
 
 
 def main(argv=None) -> int:
