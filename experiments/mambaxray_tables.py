@@ -118,10 +118,10 @@ def batch_at(feats, ids, reports, step: int, batch_size: int, seed: int) -> dict
 
 
 # ----------------------------------------------------------------------------------------------- one run
-def _autocast(on: bool):
+def _autocast(model, on: bool):
+    "bfloat16 autocast on the device the model lives on (the frozen LLM's matrix products); off: a no-op."
     import torch
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on) if not torch.cuda.is_available() else \
-        torch.autocast("cuda", dtype=torch.bfloat16, enabled=on)
+    return torch.autocast(model.before.device.type, dtype=torch.bfloat16, enabled=on)
 
 
 def heads(model) -> dict:
@@ -131,7 +131,7 @@ def heads(model) -> dict:
 
 
 def build_model(profile: str, row: str, seed: int, train_texts, visual_dim: int):
-    from rrg_tutorial.core import seed_everything
+    from rrg_tutorial.core import get_device, seed_everything
     from rrg_tutorial.llm import LLMDecoderConfig, ReportLLM, load_llm
     P = PROFILES[profile]
     lm, tok = load_llm(P["llm"], texts=train_texts)
@@ -139,7 +139,7 @@ def build_model(profile: str, row: str, seed: int, train_texts, visual_dim: int)
     cfg = LLMDecoderConfig(llm=P["llm"], visual_dim=visual_dim, beam=P["beam"], min_new_tokens=P["min_new"],
                            max_new_tokens=P["max_new"], repetition_penalty=P["repetition_penalty"],
                            length_penalty=P["length_penalty"], **ROWS[row])
-    return ReportLLM(cfg, lm, tok)
+    return ReportLLM(cfg, lm, tok).to(get_device())     # a GPU where there is one; batches follow the model
 
 
 def val_loss(model, feats, ids, reports, batch_size: int, bf16: bool) -> float:
@@ -148,7 +148,7 @@ def val_loss(model, feats, ids, reports, batch_size: int, bf16: bool) -> float:
     from rrg_tutorial.llm import target_ids
     model.eval()
     tot = cnt = 0.0
-    with torch.no_grad(), _autocast(bf16):
+    with torch.no_grad(), _autocast(model, bf16):
         for i in range(0, len(ids), batch_size):
             b = {"id": ids[i:i + batch_size], "feats": feats[i:i + batch_size], "report": reports[i:i + batch_size]}
             n = float(target_ids(model.tokenizer, b["report"], model.cfg.max_target_tokens)[1].sum())
@@ -171,7 +171,7 @@ def train_run(profile: str, row: str, seed: int, out: Path, data: dict, stop_aft
     out.mkdir(parents=True, exist_ok=True)
     last, best = out / "last.pt", out / "best.pt"
     if last.exists():
-        ck = torch.load(last, weights_only=False)
+        ck = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["heads"], strict=False)
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
@@ -181,7 +181,7 @@ def train_run(profile: str, row: str, seed: int, out: Path, data: dict, stop_aft
     while state["step"] < P["steps"]:
         t = time.perf_counter()
         b = batch_at(tr["feats"], tr["ids"], tr["reports"], state["step"], P["batch_size"], seed)
-        with _autocast(P["bf16"]): o = model(b)                              # Eq. 12
+        with _autocast(model, P["bf16"]): o = model(b)                              # Eq. 12
         o["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -218,14 +218,15 @@ def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
     r = train_run(profile, row, seed, out, data)
     fit_s = time.perf_counter() - t0
     model, state = r["model"], r["state"]
-    model.load_state_dict(torch.load(out / "best.pt", weights_only=False)["heads"], strict=False)   # validation's
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)      # validation's choice
+    model.load_state_dict(best["heads"], strict=False)
     te = data["test"]
     bs = max(1, 24 // P["beam"])
     batches = [{"id": te["ids"][i:i + bs], "feats": te["feats"][i:i + bs], "report": te["reports"][i:i + bs]}
                for i in range(0, len(te["ids"]), bs)]
     text = ReportText(model.tokenizer)
     t1 = time.perf_counter()
-    with _autocast(P["bf16"]):
+    with _autocast(model, P["bf16"]):
         ids, refs, hyps = generate_reports(model, batches, text, beam_size=P["beam"], max_len=P["max_new"],
                                            progress=False)
     gen_s = time.perf_counter() - t1
@@ -366,14 +367,14 @@ def timing(profile: str, work: Path) -> dict:
 
     def llm_step():
         model.train()
-        with _autocast(P["bf16"]): o = model(b)
+        with _autocast(model, P["bf16"]): o = model(b)
         o["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     def llm_gen():
         model.eval()
-        with _autocast(P["bf16"]): model.generate(b, beam_size=P["beam"], max_len=P["max_new"])
+        with _autocast(model, P["bf16"]): model.generate(b, beam_size=P["beam"], max_len=P["max_new"])
     systems["MambaXray-CTL"] = dict(step=llm_step, gen=llm_gen, batch=P["batch_size"], n_gen=len(b["id"]),
                                     params=trainable_parameters(model), beam=P["beam"])
     clock = lambda f: (lambda t: (f(), time.perf_counter() - t)[1])(time.perf_counter())

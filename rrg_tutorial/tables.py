@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['RESULT_KEYS', 'SHOW', 'load_results', 'results_frame', 'target_check', 'plot_rows', 'orderings', 'timing_frame',
-           'plot_val_curves', 'rerun_epochs']
+__all__ = ['RESULT_KEYS', 'SHOW', 'read_results', 'load_results', 'results_frame', 'target_check', 'plot_rows', 'orderings',
+           'timing_frame', 'plot_val_curves', 'rerun_epochs']
 
 # %% ../nbs/17_tables.ipynb #d68a58ec
 from .train import TrainConfig, build_run
@@ -21,16 +21,19 @@ from .train import TrainConfig, build_run
 # %% ../nbs/17_tables.ipynb #ca3271ab
 RESULT_KEYS = ("command", "environment", "settings", "rows_run", "seeds", "table", "runs", "paper")
 
-def load_results(path: str | Path) -> dict:
-    "A results file of experiments/offline_tables.py, checked for the parts the tables need."
+def read_results(path: str | Path, keys: tuple, script: str) -> dict:
+    "Read a results file written by `script`, or say clearly why it is not one (missing, not JSON, lacks `keys`)."
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no results file; run `python experiments/offline_tables.py` first")
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no results file; run `python {script}` first")
     try: doc = json.loads(path.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON: {e}") from e
-    missing = [k for k in RESULT_KEYS if k not in doc]
-    if missing:
-        raise ValueError(f"{path} lacks {missing}: not a results file of experiments/offline_tables.py")
+    missing = [k for k in keys if k not in doc]
+    if missing: raise ValueError(f"{path} lacks {missing}: not a results file of {script}")
+    return doc
+
+def load_results(path: str | Path) -> dict:
+    "A results file of experiments/offline_tables.py, checked for the parts the tables need."
+    doc = read_results(path, RESULT_KEYS, "experiments/offline_tables.py")
     absent = [r for r in doc["rows_run"] if r not in doc["table"]["rows"]]
     if absent: raise ValueError(f"{path}: rows {absent} are listed as run but have no results")
     return doc

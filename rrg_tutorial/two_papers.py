@@ -4,11 +4,12 @@
 
 # %% ../nbs/21_two_papers.ipynb #2d6f94cc
 from __future__ import annotations
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .tables import read_results
 
 # %% auto #0
 __all__ = ['RESULT_KEYS', 'SHOW', 'load_comparison', 'quality_frame', 'is_model', 'plot_systems', 'pairs_frame', 'verdicts',
@@ -19,14 +20,7 @@ RESULT_KEYS = ("command", "environment", "settings", "rows_run", "seeds", "runs"
 
 def load_comparison(path: str | Path) -> dict:
     "A results file of experiments/mambaxray_tables.py, checked for the parts this lesson reads."
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no results file; run `python experiments/mambaxray_tables.py` first")
-    try: doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON: {e}") from e
-    missing = [k for k in RESULT_KEYS if k not in doc]
-    if missing:
-        raise ValueError(f"{path} lacks {missing}: not a results file of experiments/mambaxray_tables.py")
+    doc = read_results(path, RESULT_KEYS, "experiments/mambaxray_tables.py")
     if not doc["timing"]: raise ValueError(f"{path} has no timing: it was written with --no-timing")
     return doc
 
