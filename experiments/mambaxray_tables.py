@@ -1,9 +1,14 @@
 """MambaXray-CTL's stage 3 in miniature on the offline IU X-Ray set, and the two papers side by side.
 
-Rows (Table II in miniature): a frozen LLM reads the frozen EfficientNet-Lite0 tokens of each study through a trained
-Linear + LayerNorm mapper (lesson 20), trained with the SFT loss alone ("SFT") or with SFT + 0.4 x the symmetric
-InfoNCE of the paper's fine-tuning stage ("SFT + CTL-FT"), several seeds each. Every run selects its step on the
-validation loss only, then generates the test studies with beam search and is scored once.
+Rows (Table II in miniature): a frozen LLM reads the frozen tokens of each study through a trained Linear + LayerNorm
+mapper (lesson 20), trained with the SFT loss alone or with SFT + 0.4 x the symmetric InfoNCE of the paper's
+fine-tuning stage (CTL-FT), several seeds each. The tokens come from the ImageNet EfficientNet-Lite0 of lesson 14
+("SFT", "SFT + CTL-FT": the paper's #7 and #4 differ only in CTL-FT) or from one Vim (lesson 18) in three states,
+all with SFT + CTL-FT: random init ("Vim:", #5, no pretraining), after stage 1's ARM pretraining (lesson 18a;
+"Vim ARM:", #4) and after stage 2's image-report contrastive training on top (lesson 19; "Vim ARM + CTL:", #3).
+The Vim stages run once, before the LLM runs, on the training studies (stage 2 keeps the step of the best
+validation recall). Every LLM run selects its step on the validation loss only, then generates the test studies
+with beam search and is scored once.
 
 The comparison (lesson 21) scores, on the SAME test studies, these runs, RRG-Mamba and the Transformer baseline (the
 finished runs of experiments/offline_tables.py, whose reports are read from its work folder) and its baselines, with
@@ -30,7 +35,35 @@ import numpy as np
 
 import offline_tables as OT
 
-ROWS = {"SFT": dict(ctl_weight=0.0), "SFT + CTL-FT": dict(ctl_weight=0.4)}
+# Each row: the contrastive weight of stage 3 and the frozen image encoder whose tokens the mapper reads: "lite0"
+# (lesson 14's ImageNet EfficientNet-Lite0 grids) or a Vim of lesson 18 with the same architecture in three states:
+# "vim" (random init: no pretraining), "vim-arm" (stage 1, lesson 18a's ARM pretraining), "vim-arm-ctl" (stage 1,
+# then stage 2, lesson 19's image-report contrastive training, end to end).
+ROWS = {"SFT": dict(ctl_weight=0.0, encoder="lite0"),
+        "SFT + CTL-FT": dict(ctl_weight=0.4, encoder="lite0"),
+        "Vim: SFT + CTL-FT": dict(ctl_weight=0.4, encoder="vim"),
+        "Vim ARM: SFT + CTL-FT": dict(ctl_weight=0.4, encoder="vim-arm"),
+        "Vim ARM + CTL: SFT + CTL-FT": dict(ctl_weight=0.4, encoder="vim-arm-ctl")}
+# Table II's differences this miniature can measure (A - B): CTL-FT (#4 - #7), ARM (#4 - #5), CTL (#3 - #4)
+TABLE2_PAIRS = [("SFT + CTL-FT", "SFT"), ("Vim ARM: SFT + CTL-FT", "Vim: SFT + CTL-FT"),
+                ("Vim ARM + CTL: SFT + CTL-FT", "Vim ARM: SFT + CTL-FT")]
+
+# The Vim encoders: ARM pretraining (lesson 18a's sizes per profile; encoder blocks d_enc x depth, one direction),
+# then the fine-tuning backbone (four scans, weights copied from the pretrained direction, `ft_img` px), stage 2's
+# contrastive training (lesson 19: symmetric InfoNCE against frozen report features, `text` model); the LLM reads the
+# frozen tokens of the backbone, the two views averaged token-wise.
+VISION = {
+    "cpu": dict(img=192, patch=16, cluster=4, d_enc=48, depth=3, mlp=2.0, d_dec=48, dec_depth=2, heads=4,
+                arm_steps=300, arm_batch=32, arm_lr=2e-3, ft_img=192, ctl_steps=300, ctl_batch=64, ctl_lr=1e-4,
+                ctl_eval_every=50, proj=2048, text="minilm", max_len=128, seed=0),
+    "gpu": dict(img=192, patch=16, cluster=4, d_enc=768, depth=12, mlp=4.0, d_dec=512, dec_depth=4, heads=8,
+                arm_steps=20000, arm_batch=128, arm_lr=1.5e-4, ft_img=224, ctl_steps=5000, ctl_batch=192,
+                ctl_lr=1e-4, ctl_eval_every=250, proj=2048, text="emilyalsentzer/Bio_ClinicalBERT", max_len=128,
+                seed=0),
+    "ci": dict(img=32, patch=8, cluster=2, d_enc=16, depth=1, mlp=2.0, d_dec=16, dec_depth=1, heads=2,
+               arm_steps=3, arm_batch=8, arm_lr=1e-3, ft_img=32, ctl_steps=3, ctl_batch=8, ctl_lr=1e-4,
+               ctl_eval_every=3, proj=64, text="minilm", max_len=64, seed=0),
+}
 
 # llm: lesson 20's names; bf16: autocast the frozen LLM to bfloat16 (on this CPU, with AVX-512 BF16, a training
 # step takes 0.6x the float32 time); offline: the offline_tables.py profile whose runs, data and features are shared.
@@ -59,6 +92,9 @@ RUN_KEYS = ("llm", "offline", "n_train", "n_val", "n_test", "steps", "batch_size
 PAPER = {
     "SFT": dict(table="II #7", BLEU_1=0.457, BLEU_4=0.174, ROUGE_L=0.353, CIDEr=0.467),
     "SFT + CTL-FT": dict(table="II #4", BLEU_1=0.463, BLEU_4=0.185, ROUGE_L=0.364, CIDEr=0.451),
+    "Vim: SFT + CTL-FT": dict(table="II #5", BLEU_1=0.444, BLEU_4=0.175, ROUGE_L=0.358, CIDEr=0.352),
+    "Vim ARM: SFT + CTL-FT": dict(table="II #4", BLEU_1=0.463, BLEU_4=0.185, ROUGE_L=0.364, CIDEr=0.451),
+    "Vim ARM + CTL: SFT + CTL-FT": dict(table="II #3", BLEU_1=0.479, BLEU_4=0.193, ROUGE_L=0.375, CIDEr=0.607),
     "MambaXray-CTL-Large": dict(table="I", BLEU_1=0.491, BLEU_4=0.199, ROUGE_L=0.374, CIDEr=0.544),
 }
 
@@ -106,7 +142,12 @@ def load_features(setup: dict, ids: list[str], split: str):
     return got["feats"]
 
 
-def batch_at(feats, ids, reports, step: int, batch_size: int, seed: int) -> dict:
+def inputs(part: dict):
+    "The visual input of a data part and its batch key: Lite0 grids ('feats', (N, V, C, h, w)) or Vim tokens ('tokens', (N, L, d))."
+    return ("tokens", part["tokens"]) if "tokens" in part else ("feats", part["feats"])
+
+
+def batch_at(feats, ids, reports, step: int, batch_size: int, seed: int, key: str = "feats") -> dict:
     "The training batch of `step`: epochs of a seeded permutation, so a resumed run sees the same batches."
     import torch
     n = len(ids)
@@ -114,7 +155,7 @@ def batch_at(feats, ids, reports, step: int, batch_size: int, seed: int) -> dict
     epoch, k = divmod(step, per)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     ix = order[k * batch_size:(k + 1) * batch_size].tolist()
-    return {"id": [ids[i] for i in ix], "feats": feats[ix], "report": [reports[i] for i in ix]}
+    return {"id": [ids[i] for i in ix], key: feats[ix], "report": [reports[i] for i in ix]}
 
 
 # ----------------------------------------------------------------------------------------------- one run
@@ -138,11 +179,11 @@ def build_model(profile: str, row: str, seed: int, train_texts, visual_dim: int)
     seed_everything(seed)                                           # the heads' initialisation
     cfg = LLMDecoderConfig(llm=P["llm"], visual_dim=visual_dim, beam=P["beam"], min_new_tokens=P["min_new"],
                            max_new_tokens=P["max_new"], repetition_penalty=P["repetition_penalty"],
-                           length_penalty=P["length_penalty"], **ROWS[row])
+                           length_penalty=P["length_penalty"], ctl_weight=ROWS[row]["ctl_weight"])
     return ReportLLM(cfg, lm, tok).to(get_device())     # a GPU where there is one; batches follow the model
 
 
-def val_loss(model, feats, ids, reports, batch_size: int, bf16: bool) -> float:
+def val_loss(model, feats, ids, reports, batch_size: int, bf16: bool, key: str = "feats") -> float:
     "Mean SFT loss per report token over the validation studies (the selection criterion)."
     import torch
     from rrg_tutorial.llm import target_ids
@@ -150,7 +191,7 @@ def val_loss(model, feats, ids, reports, batch_size: int, bf16: bool) -> float:
     tot = cnt = 0.0
     with torch.no_grad(), _autocast(model, bf16):
         for i in range(0, len(ids), batch_size):
-            b = {"id": ids[i:i + batch_size], "feats": feats[i:i + batch_size], "report": reports[i:i + batch_size]}
+            b = {"id": ids[i:i + batch_size], key: feats[i:i + batch_size], "report": reports[i:i + batch_size]}
             n = float(target_ids(model.tokenizer, b["report"], model.cfg.max_target_tokens)[1].sum())
             tot += float(model(b)["sft"]) * n
             cnt += n
@@ -164,7 +205,8 @@ def train_run(profile: str, row: str, seed: int, out: Path, data: dict, stop_aft
     from rrg_tutorial.core import atomic_write
     P = PROFILES[profile]
     tr, va = data["train"], data["val"]
-    model = build_model(profile, row, seed, tr["reports"], tr["feats"].shape[2])
+    key, x = inputs(tr)
+    model = build_model(profile, row, seed, tr["reports"], x.shape[-1] if key == "tokens" else x.shape[2])
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=P["lr"], weight_decay=P["weight_decay"])
     state = dict(step=0, history=[], val=[], best=None, seconds=0.0)
@@ -180,7 +222,7 @@ def train_run(profile: str, row: str, seed: int, out: Path, data: dict, stop_aft
     model.train()
     while state["step"] < P["steps"]:
         t = time.perf_counter()
-        b = batch_at(tr["feats"], tr["ids"], tr["reports"], state["step"], P["batch_size"], seed)
+        b = batch_at(x, tr["ids"], tr["reports"], state["step"], P["batch_size"], seed, key)
         with _autocast(model, P["bf16"]): o = model(b)                              # Eq. 12
         o["loss"].backward()
         opt.step()
@@ -191,7 +233,7 @@ def train_run(profile: str, row: str, seed: int, out: Path, data: dict, stop_aft
         state["seconds"] += time.perf_counter() - t
         s = state["step"]
         if s % P["eval_every"] == 0 or s == P["steps"]:
-            v = val_loss(model, va["feats"], va["ids"], va["reports"], P["batch_size"], P["bf16"])
+            v = val_loss(model, inputs(va)[1], va["ids"], va["reports"], P["batch_size"], P["bf16"], key)
             model.train()
             state["val"].append(dict(step=s, val_loss=v))
             if state["best"] is None or v < state["best"]["val_loss"]:
@@ -211,9 +253,14 @@ def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
     from rrg_tutorial.metrics import NLGScorer
     P = PROFILES[profile]
     out = work / slug(row) / f"seed{seed}"
-    if (out / "result.json").exists(): return json.loads((out / "result.json").read_text())
+    if (out / "result.json").exists():
+        done = json.loads((out / "result.json").read_text())
+        if ROWS[row]["encoder"] != "lite0" and done.get("vision") != VISION[profile]:
+            raise SystemExit(f"{out / 'result.json'} was made with other encoder settings than VISION[{profile!r}]: "
+                             "move it away to run this row again")
+        return done
     out.mkdir(parents=True, exist_ok=True)
-    data = load_data(profile, work)
+    data = load_data(profile, work, ROWS[row]["encoder"])
     t0 = time.perf_counter()
     r = train_run(profile, row, seed, out, data)
     fit_s = time.perf_counter() - t0
@@ -222,7 +269,8 @@ def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
     model.load_state_dict(best["heads"], strict=False)
     te = data["test"]
     bs = max(1, 24 // P["beam"])
-    batches = [{"id": te["ids"][i:i + bs], "feats": te["feats"][i:i + bs], "report": te["reports"][i:i + bs]}
+    key, x = inputs(te)
+    batches = [{"id": te["ids"][i:i + bs], key: x[i:i + bs], "report": te["reports"][i:i + bs]}
                for i in range(0, len(te["ids"]), bs)]
     text = ReportText(model.tokenizer)
     t1 = time.perf_counter()
@@ -237,13 +285,15 @@ def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
                best_step=state["best"]["step"], steps=state["step"], val_history=state["val"],
                loss_history=state["history"], train_seconds=state["seconds"], fit_seconds=fit_s,
                generate_seconds=gen_s, threads=torch.get_num_threads(), params=trainable_parameters(model),
-               settings={k: P[k] for k in RUN_KEYS}, ctl_weight=ROWS[row]["ctl_weight"])
+               settings={k: P[k] for k in RUN_KEYS}, ctl_weight=ROWS[row]["ctl_weight"], encoder=ROWS[row]["encoder"],
+               vision=VISION[profile] if ROWS[row]["encoder"] != "lite0" else None)
     OT.atomic_json(out / "result.json", res)
     return res
 
 
-def load_data(profile: str, work: Path) -> dict:
-    "Features and reports of the train / val / test studies of the runs (the test ones fixed in the work folder)."
+def load_data(profile: str, work: Path, encoder: str = "lite0") -> dict:
+    """Visual inputs and reports of the train / val / test studies of the runs (the test ones fixed in the work
+    folder): Lite0 feature grids, or the frozen tokens of a Vim encoder (built by `prepare`)."""
     setup = offline_setup(profile)
     ann = setup["ann"]
     report_of = dict(zip(ann.id, ann.report))
@@ -251,9 +301,127 @@ def load_data(profile: str, work: Path) -> dict:
     subsets = json.loads((work / "subsets.json").read_text())
     data = dict(truncate_words=setup["mcfg"].max_seq_length - 1)
     for name, ids in subsets.items():
-        data[name] = dict(ids=ids, reports=[report_of[i] for i in ids],
-                          feats=load_features(setup, ids, split_of[ids[0]]))
+        data[name] = dict(ids=ids, reports=[report_of[i] for i in ids])
+        if encoder == "lite0": data[name]["feats"] = load_features(setup, ids, split_of[ids[0]])
+        else: data[name]["tokens"] = vision_tokens(profile, work, encoder, name)
     return data
+
+
+# ----------------------------------------------------------------------------------------------- the Vim encoders
+def vision_folder(profile: str, work: Path) -> Path:
+    "Where the Vim encoders and their tokens live: named by the encoder settings, so new settings never mix."
+    key = hashlib.sha1(json.dumps(VISION[profile], sort_keys=True).encode()).hexdigest()[:10]
+    return work / "encoders" / key
+
+
+def study_images(setup: dict, ids: list[str], px: int, folder: Path) -> np.ndarray:
+    """Both views of each study as grey `px` x `px` uint8, (n, 2, px, px), read through annotation.json's image
+    paths (a one-view study repeats its view), cached in `folder` (written atomically)."""
+    from PIL import Image
+    from rrg_tutorial.core import atomic_write
+    key = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:10]
+    path = folder / f"images_{px}px_{key}.npy"
+    if path.exists(): return np.load(path)
+    root, ann = setup["root"], setup["ann"].set_index("id")
+    X = np.empty((len(ids), 2, px, px), np.uint8)
+    for i, sid in enumerate(ids):
+        views = list(ann.image_path[sid])
+        if not views: raise ValueError(f"{root / 'annotation.json'}: study {sid!r} lists no image")
+        for v in (0, 1):
+            f = root / "images" / views[min(v, len(views) - 1)]
+            try: X[i, v] = np.asarray(Image.open(f).convert("L").resize((px, px), Image.BOX))
+            except OSError as e: raise ValueError(f"{f}: not a readable image ({e})") from e
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda t: np.save(t, X))
+    return X
+
+
+def _arm_config(V: dict):
+    from rrg_tutorial.arm import ArmConfig
+    return ArmConfig(img_size=V["img"], patch_size=V["patch"], cluster=V["cluster"], d_enc=V["d_enc"],
+                     depth=V["depth"], mlp_ratio=V["mlp"], d_dec=V["d_dec"], dec_depth=V["dec_depth"], heads=V["heads"])
+
+
+def build_encoder(profile: str, work: Path, encoder: str, subsets: dict, setup: dict):
+    """The Vim of `encoder` (built once, saved in the vision folder): 'vim' random init, 'vim-arm' ARM-pretrained
+    (stage 1) on the training studies' views, 'vim-arm-ctl' that backbone after stage 2 (contrastive, end to end,
+    the step of the best validation recall kept). Every one: four scans, `ft_img` px, the same architecture."""
+    import pandas as pd
+    import torch
+    from rrg_tutorial.arm import ARM, load_backbone, pretrain_arm, save_backbone
+    from rrg_tutorial.core import atomic_write, get_device, seed_everything
+    from rrg_tutorial.vim import at_image_size, widen_scans
+    V, folder, dev = VISION[profile], vision_folder(profile, work), get_device()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{encoder}.pt"
+    if path.exists():
+        from rrg_tutorial.train import load_checkpoint
+        ck = load_checkpoint(path, "cpu")
+        seed_everything(V["seed"])
+        m = at_image_size(widen_scans(ARM(_arm_config(V)).encoder, 4), V["ft_img"])
+        m.load_state_dict(ck["model"])
+        return m.eval()
+    seed_everything(V["seed"])
+    if encoder == "vim":                                                   # Table II #5: no pretraining
+        m = at_image_size(widen_scans(ARM(_arm_config(V)).encoder, 4), V["ft_img"])
+        hist = None
+    elif encoder == "vim-arm":                                             # stage 1
+        arm_path = folder / "arm_backbone.pt"
+        if not arm_path.exists():
+            X = study_images(setup, subsets["train"], V["img"], folder)
+            arm = ARM(_arm_config(V)).to(dev)
+            h = pretrain_arm(arm, X.reshape(-1, V["img"], V["img"]), V["arm_steps"], V["arm_batch"], V["arm_lr"],
+                             log_every=max(1, V["arm_steps"] // 30), seed=V["seed"])
+            save_backbone(arm.cpu(), arm_path, V, history=h.to_dict("list"))
+        m = at_image_size(widen_scans(load_backbone(arm_path), 4), V["ft_img"])
+        hist = None
+    elif encoder == "vim-arm-ctl":                                         # stage 2 on top of stage 1
+        from rrg_tutorial.contrastive import ImageReportModel, cached_report_features, fit_contrastive
+        vis = build_encoder(profile, work, "vim-arm", subsets, setup)
+        ann = setup["ann"].set_index("id")
+        I = {k: study_images(setup, subsets[k], V["ft_img"], folder) for k in ("train", "val")}
+        T = {k: cached_report_features(setup["root"], list(ann.report[subsets[k]]), V["text"], V["max_len"])
+             for k in ("train", "val")}
+        seed_everything(V["seed"])
+        model = ImageReportModel(V["d_enc"], T["train"].shape[1], V["proj"], vis.train()).to(dev)
+        h = fit_contrastive(model, I["train"], T["train"], V["ctl_steps"], V["ctl_batch"], V["ctl_lr"],
+                            val=(I["val"], T["val"]), eval_every=V["ctl_eval_every"], seed=V["seed"])
+        m, hist = model.vision.cpu(), h
+    else: raise ValueError(f"unknown encoder {encoder!r}: expected one of lite0, vim, vim-arm, vim-arm-ctl")
+    from rrg_tutorial.train import save_atomic
+    meta = dict(encoder=encoder, vision=V, history=None if hist is None else pd.DataFrame(hist).to_dict("list"))
+    save_atomic(dict(format="rrg_tutorial.train/1", config=V, meta=meta, model=m.state_dict()), path)
+    return m.eval()
+
+
+def vision_tokens(profile: str, work: Path, encoder: str, split: str):
+    "The frozen tokens of `encoder` for the studies of `split` (one of subsets.json's): (n, L, d) float32 tensor."
+    import torch
+    path = vision_folder(profile, work) / f"tokens_{encoder}_{split}.pt"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: the encoders are built before the runs start (`prepare`)")
+    return torch.load(path, weights_only=True)
+
+
+def prepare_tokens(profile: str, work: Path, encoder: str, subsets: dict, setup: dict, batch: int = 64):
+    "Build `encoder` and write its tokens for every subset (views averaged token-wise), once."
+    import torch
+    from rrg_tutorial.core import atomic_write, get_device
+    V, folder = VISION[profile], vision_folder(profile, work)
+    todo = [k for k in subsets if not (folder / f"tokens_{encoder}_{k}.pt").exists()]
+    if not todo: return
+    dev = get_device()
+    m = build_encoder(profile, work, encoder, subsets, setup).to(dev).eval()
+    for k in todo:
+        X, out = study_images(setup, subsets[k], V["ft_img"], folder), []
+        with torch.no_grad():
+            for i in range(0, len(X), batch):
+                x = torch.from_numpy(X[i:i + batch]).to(dev)                                # (b, 2, H, W) uint8
+                img = x.reshape(-1, 1, *x.shape[2:]).float() / 127.5 - 1                    # (2b, 1, H, W)
+                t = m.forward_features(img)                                                 # (2b, L, d)
+                out.append(t.reshape(len(x), 2, *t.shape[1:]).mean(1).float().cpu())       # (b, L, d)
+        tok = torch.cat(out)
+        atomic_write(folder / f"tokens_{encoder}_{k}.pt", lambda f: torch.save(tok, f))
 
 
 # ----------------------------------------------------------------------------------------------- the comparison
@@ -327,7 +495,9 @@ def compare(profile: str, work: Path, llm_results: dict, n_boot: int, seed: int 
     for m in llm_rows:
         pairs[f"RRG-Mamba - {m}"] = diff("RRG-Mamba", m)
         for b in baselines: pairs[f"{m} - {b}"] = diff(m, b)
-    if len(llm_rows) == 2: pairs[f"{llm_rows[1]} - {llm_rows[0]}"] = diff(llm_rows[1], llm_rows[0])
+    for x, y in TABLE2_PAIRS:                                               # Table II's differences
+        x, y = f"MambaXray-CTL ({x})", f"MambaXray-CTL ({y})"
+        if x in table and y in table: pairs[f"{x} - {y}"] = diff(x, y)
     return dict(n_test=n, n_boot=n_boot, test_ids=test_ids, systems=table, pairs=pairs,
                 offline_work=owork.name, examples=dict(ids=test_ids[:6], references=refs[:6],
                                                        **{k: s["hyps"][0][:6] for k, s in systems.items()}))
@@ -409,15 +579,21 @@ def work_folder(profile: str, root: Path | None) -> Path:
     return (Path(root) / f"{profile}-{key}") if root else cache_dir("experiments", f"mambaxray_tables-{profile}-{key}")
 
 
-def prepare(profile: str, work: Path) -> dict:
-    "Fix the studies of every run once (subsets.json): the test ones are those offline_tables.py scored."
+def prepare(profile: str, work: Path, rows=()) -> dict:
+    """Fix the studies of every run once (subsets.json: the test ones are those offline_tables.py scored), and
+    build the Vim encoders the `rows` need with their tokens (here, before any worker starts)."""
     path = work / "subsets.json"
-    if path.exists(): return json.loads(path.read_text())
     setup = offline_setup(profile)
-    owork = OT.work_folder(PROFILES[profile]["offline"], None)
-    pool = json.loads((owork / "baselines.json").read_text())["ids"] if (owork / "baselines.json").exists() else None
-    sub = study_subsets(profile, setup, pool)
-    OT.atomic_json(path, sub)
+    if path.exists(): sub = json.loads(path.read_text())
+    else:
+        owork = OT.work_folder(PROFILES[profile]["offline"], None)
+        pool = json.loads((owork / "baselines.json").read_text())["ids"] if (owork / "baselines.json").exists() else None
+        sub = study_subsets(profile, setup, pool)
+        OT.atomic_json(path, sub)
+    for enc in dict.fromkeys(ROWS[r]["encoder"] for r in rows):
+        if enc != "lite0":
+            print(f"encoder {enc}: building it and its tokens (once)", flush=True)
+            prepare_tokens(profile, work, enc, sub, setup)
     return sub
 
 
@@ -450,7 +626,7 @@ def main(argv=None) -> int:
     rows, seeds = a.rows or P["rows"], a.seeds or P["seeds"]
     t0 = time.perf_counter()
     print(f"work folder: {work}", flush=True)
-    prepare(a.profile, work)
+    prepare(a.profile, work, [] if a.collect else rows)
     if not a.collect: run_all(a.profile, work, rows, seeds, a.jobs or P["jobs"], a.threads or P["threads"])
     done = lambda r, s: (work / slug(r) / f"seed{s}" / "result.json").exists()
     missing = [f"{r} seed {s}" for r in rows for s in seeds if not done(r, s)]
@@ -473,7 +649,7 @@ def main(argv=None) -> int:
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     for name, s in table["systems"].items():
         m = s["mean"]
-        print(f"{name:<34} BLEU-4 {m['BLEU_4']:.3f}  CIDEr {m['CIDEr']:.3f}  "
+        print(f"{name:<44} BLEU-4 {m['BLEU_4']:.3f}  CIDEr {m['CIDEr']:.3f}  "
               f"CE micro F1 {m['ce_micro_f1_uncertain_negative']:.3f}  distinct {s['distinct_reports']}")
     return 0
 

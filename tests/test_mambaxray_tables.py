@@ -77,3 +77,45 @@ def test_work_folder_follows_the_settings(tmp_path, monkeypatch):
 def test_help():
     out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "--profile" in out.stdout and "--collect" in out.stdout
+
+
+def _tiny_set(tmp_path, n=6, px=40):
+    "A dataset in R2Gen's layout (annotation paths, PNG views) of n studies, with its setup dict."
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        (tmp_path / "images" / f"s{i}").mkdir(parents=True)
+        for v in (0, 1):
+            Image.fromarray(rng.integers(0, 255, (px, px), dtype=np.uint8)).save(tmp_path / "images" / f"s{i}" / f"{v}.png")
+        rows.append(dict(id=f"s{i}", report=REPORTS[i % 6], image_path=[f"s{i}/0.png", f"s{i}/1.png"],
+                         split="train" if i < 4 else "val" if i == 4 else "test"))
+    ann = pd.DataFrame(rows)
+    subsets = {k: list(ann.id[ann.split == k]) for k in ("train", "val", "test")}
+    return dict(root=tmp_path, ann=ann), subsets
+
+
+def test_vim_encoders_and_their_tokens(tmp_path):
+    "The three Vim states of Table II's rows: built once, same architecture, different tokens, reloaded exactly."
+    setup, subsets = _tiny_set(tmp_path)
+    work = tmp_path / "work"
+    V = mx.VISION["ci"]
+    L = (V["ft_img"] // V["patch"]) ** 2
+    for enc in ("vim", "vim-arm", "vim-arm-ctl"):
+        mx.prepare_tokens("ci", work, enc, subsets, setup)
+    folder = mx.vision_folder("ci", work)
+    assert (folder / "arm_backbone.pt").exists()
+    tok = {e: mx.vision_tokens("ci", work, e, "train") for e in ("vim", "vim-arm", "vim-arm-ctl")}
+    assert all(t.shape == (4, L, V["d_enc"]) for t in tok.values())
+    assert mx.vision_tokens("ci", work, "vim-arm", "test").shape == (1, L, V["d_enc"])
+    assert not torch.equal(tok["vim"], tok["vim-arm"]) and not torch.equal(tok["vim-arm"], tok["vim-arm-ctl"])
+    # a saved encoder is read back, not rebuilt: the same weights
+    again = mx.build_encoder("ci", work, "vim-arm-ctl", subsets, setup)
+    saved = torch.load(folder / "vim-arm-ctl.pt", weights_only=False)["model"]
+    assert all(torch.equal(v, saved[k]) for k, v in again.state_dict().items())
+    # a broken image is named
+    (tmp_path / "images" / "s5" / "0.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="0.png"):
+        mx.study_images(setup, ["s5"], 24, tmp_path / "other")
