@@ -114,7 +114,7 @@ def _read_labels(labels, ids: list[str], where: str) -> tuple[list[str], torch.T
     try: values = lab.loc[list(ids)].to_numpy(np.float32)
     except (TypeError, ValueError) as e:
         raise ValueError(f"labels for {where} must be numbers (1, 0, -1 or empty): {e}") from e
-    return cols, torch.from_numpy(values)
+    return cols, torch.from_numpy(values.copy())   # pandas may hand out a read-only view
 
 # %% ../nbs/13_data.ipynb #300b2b19
 class R2GenDataset(Dataset):
