@@ -51,7 +51,8 @@ TABLE2_PAIRS = [("SFT + CTL-FT", "SFT"), ("Vim ARM: SFT + CTL-FT", "Vim: SFT + C
 # The Vim encoders: ARM pretraining (lesson 18a's sizes per profile; encoder blocks d_enc x depth, one direction),
 # then the fine-tuning backbone (four scans, weights copied from the pretrained direction, `ft_img` px), stage 2's
 # contrastive training (lesson 19: symmetric InfoNCE against frozen report features, `text` model); the LLM reads the
-# frozen tokens of the backbone, the two views averaged token-wise.
+# frozen tokens of the backbone, the two views averaged token-wise. Unlike the paper's fine-tuning backbone, which
+# adds a middle class token, this one keeps ARM's token set (patch tokens only), as lesson 19 does.
 VISION = {
     "cpu": dict(img=192, patch=16, cluster=4, d_enc=48, depth=3, mlp=2.0, d_dec=48, dec_depth=2, heads=4,
                 arm_steps=300, arm_batch=32, arm_lr=2e-3, ft_img=192, ctl_steps=300, ctl_batch=64, ctl_lr=1e-4,
@@ -87,8 +88,9 @@ RUN_KEYS = ("llm", "offline", "n_train", "n_val", "n_test", "steps", "batch_size
             "eval_every", "beam", "min_new", "max_new", "repetition_penalty", "length_penalty", "bf16")
 
 # The paper's numbers on real IU X-Ray (Large model). Table II's rows #7 (ARM, SFT only) and #4 (ARM, SFT + CTL-FT)
-# differ, like this miniature's two rows, only in the contrastive term of the fine-tuning stage; Table I's row is
-# the full model (ARM + CTL + CTL-FT + SFT).
+# differ, like this miniature's two Lite0 rows, only in the contrastive term of the fine-tuning stage; #5 (no
+# pretraining), #4 and #3 (ARM + CTL) differ, like its three Vim rows, in the encoder's pretraining; Table I's row
+# is the full model (ARM + CTL + CTL-FT + SFT).
 PAPER = {
     "SFT": dict(table="II #7", BLEU_1=0.457, BLEU_4=0.174, ROUGE_L=0.353, CIDEr=0.467),
     "SFT + CTL-FT": dict(table="II #4", BLEU_1=0.463, BLEU_4=0.185, ROUGE_L=0.364, CIDEr=0.451),
@@ -214,6 +216,9 @@ def train_run(profile: str, row: str, seed: int, out: Path, data: dict, stop_aft
     last, best = out / "last.pt", out / "best.pt"
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
+        if ck.get("tag", run_tag(profile, row)) != run_tag(profile, row):
+            raise SystemExit(f"{last} was trained on other encoder tokens ({ck['tag']['encoder']}, other settings): "
+                             "move its folder away to run this row again")
         model.load_state_dict(ck["heads"], strict=False)
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
@@ -240,7 +245,7 @@ def train_run(profile: str, row: str, seed: int, out: Path, data: dict, stop_aft
                 state["best"] = dict(step=s, val_loss=v)
                 save(best, dict(heads=heads(model), step=s, val_loss=v))
         if s % P["ckpt_every"] == 0 or s == P["steps"] or (stop_after and done_here >= stop_after):
-            save(last, dict(heads=heads(model), opt=opt.state_dict(), state=state))
+            save(last, dict(heads=heads(model), opt=opt.state_dict(), state=state, tag=run_tag(profile, row)))
         if stop_after and done_here >= stop_after: break
     return dict(state=state, model=model)
 
@@ -255,9 +260,7 @@ def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
     out = work / slug(row) / f"seed{seed}"
     if (out / "result.json").exists():
         done = json.loads((out / "result.json").read_text())
-        if ROWS[row]["encoder"] != "lite0" and done.get("vision") != VISION[profile]:
-            raise SystemExit(f"{out / 'result.json'} was made with other encoder settings than VISION[{profile!r}]: "
-                             "move it away to run this row again")
+        check_tag(done, profile, row, out / "result.json")
         return done
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(profile, work, ROWS[row]["encoder"])
@@ -285,10 +288,17 @@ def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
                best_step=state["best"]["step"], steps=state["step"], val_history=state["val"],
                loss_history=state["history"], train_seconds=state["seconds"], fit_seconds=fit_s,
                generate_seconds=gen_s, threads=torch.get_num_threads(), params=trainable_parameters(model),
-               settings={k: P[k] for k in RUN_KEYS}, ctl_weight=ROWS[row]["ctl_weight"], encoder=ROWS[row]["encoder"],
-               vision=VISION[profile] if ROWS[row]["encoder"] != "lite0" else None)
+               settings={k: P[k] for k in RUN_KEYS}, ctl_weight=ROWS[row]["ctl_weight"], **run_tag(profile, row))
     OT.atomic_json(out / "result.json", res)
     return res
+
+
+def check_tag(result: dict, profile: str, row: str, where: Path):
+    "A finished run of a Vim row must come from the current encoder settings (runs before the Vim rows: Lite0)."
+    tag = {"encoder": result.get("encoder", "lite0"), "vision": result.get("vision")}
+    if tag != run_tag(profile, row):
+        raise SystemExit(f"{where} was made from other encoder tokens ({tag['encoder']}, other settings than "
+                         f"VISION[{profile!r}]): move its folder away to run this row again")
 
 
 def load_data(profile: str, work: Path, encoder: str = "lite0") -> dict:
@@ -309,9 +319,17 @@ def load_data(profile: str, work: Path, encoder: str = "lite0") -> dict:
 
 # ----------------------------------------------------------------------------------------------- the Vim encoders
 def vision_folder(profile: str, work: Path) -> Path:
-    "Where the Vim encoders and their tokens live: named by the encoder settings, so new settings never mix."
-    key = hashlib.sha1(json.dumps(VISION[profile], sort_keys=True).encode()).hexdigest()[:10]
+    """Where the Vim encoders and their tokens live: named by the encoder settings and the studies of the runs
+    (subsets.json), so that new settings or studies never meet old encoders or tokens."""
+    sub = (work / "subsets.json").read_bytes() if (work / "subsets.json").exists() else b""
+    key = hashlib.sha1(json.dumps(VISION[profile], sort_keys=True).encode() + sub).hexdigest()[:10]
     return work / "encoders" / key
+
+
+def run_tag(profile: str, row: str) -> dict:
+    "What a run's inputs depend on beyond the profile's settings: its encoder and, for a Vim, the encoder settings."
+    enc = ROWS[row]["encoder"]
+    return dict(encoder=enc, vision=VISION[profile] if enc != "lite0" else None)
 
 
 def study_images(setup: dict, ids: list[str], px: int, folder: Path) -> np.ndarray:
@@ -400,7 +418,10 @@ def vision_tokens(profile: str, work: Path, encoder: str, split: str):
     path = vision_folder(profile, work) / f"tokens_{encoder}_{split}.pt"
     if not path.exists():
         raise SystemExit(f"{path} is missing: the encoders are built before the runs start (`prepare`)")
-    return torch.load(path, weights_only=True)
+    got = torch.load(path, weights_only=True)
+    ids = json.loads((work / "subsets.json").read_text())[split]
+    if got["ids"] != ids: raise SystemExit(f"{path} holds the tokens of other studies than subsets.json's {split!r}")
+    return got["tokens"]
 
 
 def prepare_tokens(profile: str, work: Path, encoder: str, subsets: dict, setup: dict, batch: int = 64):
@@ -420,8 +441,8 @@ def prepare_tokens(profile: str, work: Path, encoder: str, subsets: dict, setup:
                 img = x.reshape(-1, 1, *x.shape[2:]).float() / 127.5 - 1                    # (2b, 1, H, W)
                 t = m.forward_features(img)                                                 # (2b, L, d)
                 out.append(t.reshape(len(x), 2, *t.shape[1:]).mean(1).float().cpu())       # (b, L, d)
-        tok = torch.cat(out)
-        atomic_write(folder / f"tokens_{encoder}_{k}.pt", lambda f: torch.save(tok, f))
+        got = dict(ids=list(subsets[k]), tokens=torch.cat(out))
+        atomic_write(folder / f"tokens_{encoder}_{k}.pt", lambda f: torch.save(got, f))
 
 
 # ----------------------------------------------------------------------------------------------- the comparison
@@ -590,10 +611,16 @@ def prepare(profile: str, work: Path, rows=()) -> dict:
         pool = json.loads((owork / "baselines.json").read_text())["ids"] if (owork / "baselines.json").exists() else None
         sub = study_subsets(profile, setup, pool)
         OT.atomic_json(path, sub)
-    for enc in dict.fromkeys(ROWS[r]["encoder"] for r in rows):
-        if enc != "lite0":
-            print(f"encoder {enc}: building it and its tokens (once)", flush=True)
-            prepare_tokens(profile, work, enc, sub, setup)
+    encoders = [e for e in dict.fromkeys(ROWS[r]["encoder"] for r in rows) if e != "lite0"]
+    if encoders:
+        import fcntl
+        folder = vision_folder(profile, work)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)                # a second launch waits, then finds them built
+            for enc in encoders:
+                print(f"encoder {enc}: building it and its tokens (once)", flush=True)
+                prepare_tokens(profile, work, enc, sub, setup)
     return sub
 
 
@@ -634,6 +661,8 @@ def main(argv=None) -> int:
     results = {r: [json.loads((work / slug(r) / f"seed{s}" / "result.json").read_text()) for s in seeds if done(r, s)]
                for r in rows}
     results = {r: v for r, v in results.items() if v}
+    for r, v in results.items():
+        for x in v: check_tag(x, a.profile, r, work / slug(r) / f"seed{x['seed']}" / "result.json")
     if not results: raise SystemExit("no finished run to tabulate")
     table = compare(a.profile, work, results, P["n_boot"])
     tim = None if a.no_timing else timing(a.profile, work)

@@ -97,10 +97,12 @@ def _tiny_set(tmp_path, n=6, px=40):
     return dict(root=tmp_path, ann=ann), subsets
 
 
-def test_vim_encoders_and_their_tokens(tmp_path):
+def test_vim_encoders_and_their_tokens(tmp_path, monkeypatch):
     "The three Vim states of Table II's rows: built once, same architecture, different tokens, reloaded exactly."
     setup, subsets = _tiny_set(tmp_path)
     work = tmp_path / "work"
+    work.mkdir()
+    (work / "subsets.json").write_text(__import__("json").dumps(subsets))
     V = mx.VISION["ci"]
     L = (V["ft_img"] // V["patch"]) ** 2
     for enc in ("vim", "vim-arm", "vim-arm-ctl"):
@@ -111,10 +113,25 @@ def test_vim_encoders_and_their_tokens(tmp_path):
     assert all(t.shape == (4, L, V["d_enc"]) for t in tok.values())
     assert mx.vision_tokens("ci", work, "vim-arm", "test").shape == (1, L, V["d_enc"])
     assert not torch.equal(tok["vim"], tok["vim-arm"]) and not torch.equal(tok["vim-arm"], tok["vim-arm-ctl"])
-    # a saved encoder is read back, not rebuilt: the same weights
-    again = mx.build_encoder("ci", work, "vim-arm-ctl", subsets, setup)
-    saved = torch.load(folder / "vim-arm-ctl.pt", weights_only=False)["model"]
-    assert all(torch.equal(v, saved[k]) for k, v in again.state_dict().items())
+    # the cached tokens are the saved encoder's features of the two views, scaled to [-1, 1], averaged
+    enc = mx.build_encoder("ci", work, "vim-arm-ctl", subsets, setup)
+    X = torch.from_numpy(mx.study_images(setup, subsets["train"], V["ft_img"], folder)).float() / 127.5 - 1
+    with torch.no_grad():
+        mine = (enc.forward_features(X[:, 0:1]) + enc.forward_features(X[:, 1:2])) / 2
+    assert torch.allclose(mine, tok["vim-arm-ctl"], atol=1e-5)
+    # stage 2 starts from the ARM weights: with a zero learning rate it leaves them, and the tokens, as they were
+    monkeypatch.setitem(mx.VISION["ci"], "ctl_lr", 0.0)
+    for enc in ("vim-arm", "vim-arm-ctl"): mx.prepare_tokens("ci", work, enc, subsets, setup)
+    assert mx.vision_folder("ci", work) != folder                         # other settings: another folder
+    assert torch.equal(mx.vision_tokens("ci", work, "vim-arm-ctl", "train"), mx.vision_tokens("ci", work, "vim-arm", "train"))
+    # tokens of other studies are refused, and so is a run made from other encoder settings
+    path = mx.vision_folder("ci", work) / "tokens_vim-arm_val.pt"
+    torch.save(dict(ids=["another study"], tokens=torch.zeros(1, L, V["d_enc"])), path)
+    with pytest.raises(SystemExit, match="other studies"):
+        mx.vision_tokens("ci", work, "vim-arm", "val")
+    with pytest.raises(SystemExit, match="other encoder"):
+        mx.check_tag({"encoder": "vim-arm", "vision": {**V, "d_enc": 99}}, "ci", "Vim ARM: SFT + CTL-FT", tmp_path)
+    mx.check_tag({}, "ci", "SFT", tmp_path)                                 # a run from before the Vim rows: Lite0
     # a broken image is named
     (tmp_path / "images" / "s5" / "0.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="0.png"):
