@@ -145,7 +145,8 @@ def load_features(setup: dict, ids: list[str], split: str):
 
 
 def inputs(part: dict):
-    "The visual input of a data part and its batch key: Lite0 grids ('feats', (N, V, C, h, w)) or Vim tokens ('tokens', (N, L, d))."
+    """The visual input of a data part and its batch key: Lite0 grids ('feats', (N, V, C, h, w)) or Vim tokens
+    ('tokens', (N, L, d))."""
     return ("tokens", part["tokens"]) if "tokens" in part else ("feats", part["feats"])
 
 
@@ -608,7 +609,8 @@ def prepare(profile: str, work: Path, rows=()) -> dict:
     if path.exists(): sub = json.loads(path.read_text())
     else:
         owork = OT.work_folder(PROFILES[profile]["offline"], None)
-        pool = json.loads((owork / "baselines.json").read_text())["ids"] if (owork / "baselines.json").exists() else None
+        base = owork / "baselines.json"
+        pool = json.loads(base.read_text())["ids"] if base.exists() else None
         sub = study_subsets(profile, setup, pool)
         OT.atomic_json(path, sub)
     encoders = [e for e in dict.fromkeys(ROWS[r]["encoder"] for r in rows) if e != "lite0"]
