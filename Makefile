@@ -22,11 +22,19 @@ env:
 run: env
 	$(PY) tools/run_notebooks.py --profile $(or $(PROFILE),cpu) --out _runs/$(or $(PROFILE),cpu) $(if $(NB),--only $(NB),)
 
+# Each test of pytest gets at most PYTEST_TIMEOUT seconds (pytest-timeout): a hang fails with its stack, not silently.
+# PHASES: a file to which each phase of `make test` appends '<unix time> <phase>' (.ci/run prints it as a summary).
+PYTEST_TIMEOUT ?= 600
+PHASES ?= /dev/null
 test: env
+	@echo "$$(date +%s) sync" >> $(PHASES)
 	$(PY) tools/check_sync.py
-	$(PY) -m pytest -q tests/
+	@echo "$$(date +%s) pytest" >> $(PHASES)
+	$(PY) -m pytest -q --timeout=$(PYTEST_TIMEOUT) --durations=5 tests/
+	@echo "$$(date +%s) notebooks" >> $(PHASES)
 	$(PY) tools/run_notebooks.py --profile ci --out _runs/ci $(if $(NB),--only $(NB),)
 	$(if $(NB),,@$(MAKE) --no-print-directory test-notriton)
+	@echo "$$(date +%s) done" >> $(PHASES)
 
 # As on macOS, Windows or PyTorch's CPU-only wheels, where Triton does not exist: tools/notriton/sitecustomize.py
 # makes `import triton` fail. The tests (less the slow ones that never touch a scan; every file runs even if one
@@ -37,12 +45,14 @@ NOTRITON_SKIP_TESTS := test_metrics.py test_runner.py test_drr.py test_labeler.p
 NOTRITON_TESTS := $(filter-out $(addprefix tests/,$(NOTRITON_SKIP_TESTS)),$(sort $(wildcard tests/test_*.py)))
 NOTRITON_NBS ?= 02 03 04 05
 test-notriton: env
-	PYTHONPATH=$(CURDIR)/tools/notriton$(if $(PYTHONPATH),:$(PYTHONPATH),) $(PY) -m pytest -q -rs --continue-on-collection-errors $(NOTRITON_TESTS)
+	@echo "$$(date +%s) notriton" >> $(PHASES)
+	PYTHONPATH=$(CURDIR)/tools/notriton$(if $(PYTHONPATH),:$(PYTHONPATH),) $(PY) -m pytest -q -rs --timeout=$(PYTEST_TIMEOUT) \
+	  --continue-on-collection-errors $(NOTRITON_TESTS)
 	$(PY) tools/run_notebooks.py --no-triton --profile ci --out _runs/ci-notriton --only $(NOTRITON_NBS)
 
 # pytest only (quick loop while developing)
 test-fast: env
-	$(PY) -m pytest -q tests/
+	$(PY) -m pytest -q --timeout=$(PYTEST_TIMEOUT) tests/
 
 lab: env
 	.venv/bin/jupyter lab --notebook-dir=nbs $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
