@@ -343,6 +343,7 @@ def explore(studies: pd.DataFrame, draw):
     "An ipywidgets explorer: pick a study (sorted by BLEU-4), see `draw(index)`'s figure."
     import ipywidgets as W
     import matplotlib.pyplot as plt
+    from IPython.display import display
     order = studies.sort_values("BLEU_4", ascending=False).index
     pick = W.Dropdown(options=[(f"{studies.at[i, 'id']}  BLEU-4 {studies.at[i, 'BLEU_4']:.2f}", i) for i in order],
                       description="study")
@@ -350,7 +351,9 @@ def explore(studies: pd.DataFrame, draw):
     def show(i):
         with out:
             out.clear_output(wait=True)
-            plt.show(draw(i))
+            fig = draw(i)
+            display(fig)
+            plt.close(fig)
     pick.observe(lambda ch: show(ch["new"]), names="value")
     show(order[0])
     return W.VBox([pick, out])

@@ -83,14 +83,19 @@ def tiny_llm(texts, hidden: int = 64, layers: int = 2, seed: int = 0):
 from contextlib import contextmanager
 
 @contextmanager
-def _quiet_gguf():
-    "Silence the progress bar transformers draws while it de-quantises a GGUF file."
+def _quiet_loading():
+    """Silence the progress bars transformers draws while it loads weights and de-quantises a GGUF file (in a
+    notebook run by papermill they would be dead widgets)."""
     import functools
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    bar = gguf_utils.tqdm
+    from transformers.utils import logging as hf_logging
+    bar, was_on = gguf_utils.tqdm, hf_logging.is_progress_bar_enabled()
     gguf_utils.tqdm = functools.partial(bar, disable=True)
+    hf_logging.disable_progress_bar()
     try: yield
-    finally: gguf_utils.tqdm = bar
+    finally:
+        gguf_utils.tqdm = bar
+        if was_on: hf_logging.enable_progress_bar()
 
 # %% ../nbs/20_llm.ipynb #94c29210
 def load_llm(name: str, texts=None, dtype: torch.dtype = torch.float32):
@@ -102,7 +107,7 @@ def load_llm(name: str, texts=None, dtype: torch.dtype = torch.float32):
         lm, tok = tiny_llm(texts)
     elif name == "smollm2-135m":
         path = smollm2_gguf()
-        with _quiet_gguf():
+        with _quiet_loading():
             tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
             lm = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
     else:

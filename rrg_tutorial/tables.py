@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['RESULT_KEYS', 'SHOW', 'read_results', 'load_results', 'results_frame', 'target_check', 'plot_rows', 'orderings',
-           'timing_frame', 'plot_val_curves', 'rerun_epochs']
+__all__ = ['RESULT_KEYS', 'SHOW', 'read_results', 'load_results', 'results_frame', 'target_check', 'forest_plot', 'plot_rows',
+           'orderings', 'timing_frame', 'plot_val_curves', 'rerun_epochs']
 
 # %% ../nbs/17_tables.ipynb #d68a58ec
 from .train import TrainConfig, build_run
@@ -74,30 +74,34 @@ def target_check(doc: dict, row: str = "RRG-Mamba") -> pd.DataFrame:
     return pd.DataFrame(out)
 
 # %% ../nbs/17_tables.ipynb #1583242d
-def plot_rows(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_negative"), dpi: int = 100):
-    "Each row's seed mean (dot), its seeds (crosses) and the 95% interval of the mean; baselines as diamonds."
+def forest_plot(entries: list, metrics, dpi: int = 100, row_height: float = 0.38):
+    """One panel per metric and one line per entry, top to bottom: the 95% interval (bar), the point estimate (a dot
+    for a trained model, a diamond for a baseline) and the seeds (crosses, where there are several).
+    An entry is `dict(name=str, model=bool, point={metric: x}, ci={metric: (lo, hi)}, seeds={metric: [x, ...]})`."""
     import matplotlib.pyplot as plt
-    t = doc["table"]
-    names = list(doc["rows_run"]) + list(t["baselines"])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 0.38 * len(names) + 1.2), dpi=dpi,
-                             sharey=True)
-    for ax, k in zip(np.atleast_1d(axes), metrics):
-        for y, n in enumerate(names):
-            if n in t["rows"]:
-                x = t["rows"][n]
-                ax.plot(x["ci"][k], [y, y], color="C0", lw=2)
-                ax.plot(x["mean"][k], y, "o", color="C0")
-                ax.plot(x["values"][k], [y] * len(x["values"][k]), "x", color="k", ms=4)
-            else:
-                b = t["baselines"][n]
-                ax.plot(b["ci"][k], [y, y], color="C3", lw=2)
-                ax.plot(b["scores"][k], y, "D", color="C3", ms=5)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), row_height * len(entries) + 1.2), dpi=dpi,
+                             sharey=True, squeeze=False)
+    for ax, k in zip(axes[0], metrics):
+        for y, e in enumerate(entries):
+            c = "C0" if e["model"] else "C3"
+            ax.plot(e["ci"][k], [y, y], color=c, lw=2)
+            ax.plot(e["point"][k], y, "o" if e["model"] else "D", color=c, ms=5)
+            seeds = e.get("seeds", {}).get(k, [])
+            if len(seeds) > 1: ax.plot(seeds, [y] * len(seeds), "x", color="k", ms=4)
         ax.set_title(SHOW.get(k, k))
         ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(names)), names)
-    axes[0].invert_yaxis()
+    axes[0, 0].set_yticks(range(len(entries)), [e["name"] for e in entries])
+    axes[0, 0].invert_yaxis()
     fig.tight_layout()
     return fig
+
+def plot_rows(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_negative"), dpi: int = 100):
+    "Each row's seed mean (dot), its seeds (crosses) and the 95% interval of the mean; baselines as diamonds."
+    t = doc["table"]
+    rows = [dict(name=n, model=True, point=t["rows"][n]["mean"], ci=t["rows"][n]["ci"], seeds=t["rows"][n]["values"])
+            for n in doc["rows_run"]]
+    baselines = [dict(name=n, model=False, point=b["scores"], ci=b["ci"]) for n, b in t["baselines"].items()]
+    return forest_plot(rows + baselines, metrics, dpi)
 
 # %% ../nbs/17_tables.ipynb #5715a106
 def orderings(doc: dict, metrics=("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr", "ce_micro_f1_uncertain_negative")

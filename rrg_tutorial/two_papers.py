@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .tables import read_results
+from .tables import forest_plot, read_results
 
 # %% auto #0
 __all__ = ['RESULT_KEYS', 'SHOW', 'load_comparison', 'quality_frame', 'is_model', 'plot_systems', 'pairs_frame', 'verdicts',
@@ -49,23 +49,9 @@ def is_model(name: str) -> bool:
 
 def plot_systems(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_negative"), dpi: int = 100):
     "Seed means (dots), seeds (crosses) and 95% intervals of every system; trained models blue, baselines red."
-    import matplotlib.pyplot as plt
-    t = doc["table"]["systems"]
-    names = list(t)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 0.4 * len(names) + 1.2), dpi=dpi,
-                             sharey=True)
-    for ax, k in zip(np.atleast_1d(axes), metrics):
-        for y, n in enumerate(names):
-            x, c = t[n], "C0" if is_model(n) else "C3"
-            ax.plot(x["ci"][k], [y, y], color=c, lw=2)
-            ax.plot(x["mean"][k], y, "o" if is_model(n) else "D", color=c, ms=5)
-            if len(x["values"][k]) > 1: ax.plot(x["values"][k], [y] * len(x["values"][k]), "x", color="k", ms=4)
-        ax.set_title(SHOW.get(k, k))
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(names)), names)
-    axes[0].invert_yaxis()
-    fig.tight_layout()
-    return fig
+    entries = [dict(name=n, model=is_model(n), point=x["mean"], ci=x["ci"], seeds=x["values"])
+               for n, x in doc["table"]["systems"].items()]
+    return forest_plot(entries, metrics, dpi, row_height=0.4)
 
 # %% ../nbs/21_two_papers.ipynb #96cfd62a
 def pairs_frame(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_negative", "ROUGE_L"),

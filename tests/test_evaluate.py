@@ -115,3 +115,23 @@ def test_cli_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     r = run("rrg_tutorial.generate", "--checkpoint", str(tmp_path / "junk.pt"), "a.png", "b.png")
     assert r.returncode == 2 and "not a readable checkpoint" in r.stderr
+
+
+def test_explorer_lists_studies_by_bleu4_and_redraws():
+    "The ipywidgets explorer (live in JupyterLab only): studies best BLEU-4 first, the figure redrawn on a pick."
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from rrg_tutorial.evaluate import explore
+    studies = pd.DataFrame({"id": ["a", "b", "c"], "BLEU_4": [0.1, 0.5, 0.3]})
+    drawn = []
+    def draw(i):
+        drawn.append(i)
+        return plt.figure()
+    pick = explore(studies, draw).children[0]
+    assert [v for _, v in pick.options] == [1, 2, 0] and pick.options[0][0].startswith("b  BLEU-4 0.50")
+    assert drawn == [1]
+    pick.value = 0
+    assert drawn == [1, 0]
+    plt.close("all")

@@ -39,9 +39,15 @@ def test_header_and_export_conventions(nb):
 def test_committed_outputs_are_clean_and_small(nb):
     size = nb.stat().st_size
     assert size < 3_000_000, f"{nb.name} is {size/1e6:.1f} MB: keep committed outputs small"
+    assert "widgets" not in load(nb)["metadata"], f"{nb.name}: committed with saved widget state in its metadata"
     for c in load(nb)["cells"]:
         for o in c.get("outputs", []):
             assert o["output_type"] != "error", f"{nb.name}: committed with an error output in cell:\n{src(c)[:200]}"
+            # a widget (an ipywidgets explorer, a tqdm.auto bar) is dead text on the site, and under papermill its
+            # messages can leave the kernel and the runner each waiting for the other
+            assert "application/vnd.jupyter.widget-view+json" not in o.get("data", {}), (
+                f"{nb.name}: committed with a widget output (live widgets only with interactive = True) in cell:\n"
+                f"{src(c)[:200]}")
 
 
 @pytest.mark.parametrize("nb", NUMBERED, ids=lambda p: p.name)

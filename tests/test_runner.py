@@ -30,6 +30,20 @@ def test_runner_reports_pass_fail_and_headlines(tmp_path):
     assert (tmp_path / "out" / "01_ok.ipynb").exists() and not (nbs / "01_ok.ipynb.out").exists()
 
 
+def test_a_cell_past_its_time_fails_its_notebook(tmp_path):
+    "A hung cell (here one that sleeps) fails its notebook after --timeout seconds; the run goes on to the next."
+    nbs = tmp_path / "nbs"; nbs.mkdir()
+    write_nb(nbs / "01_hangs.ipynb", [('profile = "cpu"', ["parameters"]), ("import time; time.sleep(600)", [])])
+    write_nb(nbs / "02_ok.ipynb", [('profile = "cpu"', ["parameters"]), ("x = 1", [])])
+    r = subprocess.run([sys.executable, str(ROOT / "tools/run_notebooks.py"), "--profile", "ci", "--nbs", str(nbs),
+                        "--out", str(tmp_path / "out"), "--timeout", "3"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "01_hangs: FAILED" in r.stdout and "02_ok: ok" in r.stdout, r.stdout + r.stderr
+    assert "timed out" in r.stdout.lower(), r.stdout
+    sys.path.insert(0, str(ROOT / "tools"))
+    from run_notebooks import CELL_TIMEOUT
+    assert 0 < CELL_TIMEOUT["ci"] <= 600 and 0 < CELL_TIMEOUT["cpu"] <= 1800
+
+
 def test_no_triton_hides_triton_from_child_processes():
     "--no-triton puts tools/notriton first on PYTHONPATH: every child Python (papermill's kernels) lacks Triton."
     sys.path.insert(0, str(ROOT / "tools"))

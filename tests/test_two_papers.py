@@ -53,3 +53,25 @@ def test_frames_read_the_committed_file():
     assert set(c.index) == {"RRG-Mamba", "Transformer", "MambaXray-CTL"}
     assert c.loc["RRG-Mamba", "epoch vs RRG-Mamba"] == 1.0
     assert (c["total (M)"] >= c["trainable (M)"]).all()
+
+
+def test_forest_plots_draw_every_system_with_its_interval():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rrg_tutorial.tables import load_results, plot_rows
+    from rrg_tutorial.two_papers import plot_systems
+    doc = load_comparison(CI)
+    systems = doc["table"]["systems"]
+    fig = plot_systems(doc, metrics=("BLEU_4", "CIDEr"))
+    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(systems)
+    for y, x in enumerate(systems.values()):       # line y: its interval bar, then its point (then seeds, if several)
+        bar, point = [l for l in fig.axes[1].lines if list(l.get_ydata()) in ([y, y], [y])][:2]
+        assert list(bar.get_xdata()) == list(x["ci"]["CIDEr"]) and point.get_xdata()[0] == x["mean"]["CIDEr"]
+    plt.close(fig)
+    doc17 = load_results(ROOT / "experiments" / "results" / "offline_tables_ci.json")
+    fig = plot_rows(doc17, metrics=("BLEU_4",))
+    names = list(doc17["rows_run"]) + list(doc17["table"]["baselines"])
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names
+    assert sum(l.get_marker() == "D" for l in fig.axes[0].lines) == len(doc17["table"]["baselines"])
+    plt.close(fig)

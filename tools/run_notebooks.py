@@ -40,6 +40,11 @@ def has_parameters_cell(nb_path: Path) -> bool:
     return any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"])
 
 
+# Per-cell limits: no ci cell needs minutes and no cpu cell half an hour; beyond that it is a hang (a kernel and
+# papermill each waiting for the other), which should fail its notebook, not stall the whole run.
+CELL_TIMEOUT = {"ci": 600, "cpu": 1800, "gpu": 0}
+
+
 def run_one(nb: Path, out_dir: Path, params: dict, timeout: int | None) -> dict:
     import papermill as pm
     out = out_dir / nb.name
@@ -82,7 +87,9 @@ def main(argv=None):
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="extra parameter for every notebook (value parsed as JSON if it can be, else a string)")
     ap.add_argument("--nbs", default=str(NBS), help="folder of the notebooks (default nbs/)")
-    ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    ap.add_argument("--timeout", type=int, default=None,
+                    help="per-cell timeout in seconds (default: 600 for ci, 1800 for cpu, none for gpu; 0: none). A cell "
+                         "that runs longer fails its notebook instead of hanging the run")
     ap.add_argument("--no-triton", action="store_true",
                     help="run as on a machine without Triton (macOS, Windows, CPU-only wheels): `import triton` fails")
     a = ap.parse_args(argv)
@@ -92,13 +99,14 @@ def main(argv=None):
     for k, v in a.param:
         try: params[k] = json.loads(v)
         except json.JSONDecodeError: params[k] = v
+    timeout = a.timeout if a.timeout is not None else CELL_TIMEOUT[a.profile]
     nbs = numbered_notebooks(a.only, Path(a.nbs))
     if a.no_triton: hide_triton()
     print(f"running {len(nbs)} notebook(s), profile {a.profile!r}{', without Triton' if a.no_triton else ''}, "
           f"executed copies in {out_dir}", flush=True)
     rows = []
     for nb in nbs:
-        r = run_one(nb, out_dir, params, a.timeout)
+        r = run_one(nb, out_dir, params, timeout or None)
         print(f"  {r['notebook']}: {r['status']} in {r['seconds']:.1f} s" + (f"  ({r['error']})" if r["error"] else ""), flush=True)
         rows.append(r)
     print_table(rows)
