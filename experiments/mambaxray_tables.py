@@ -621,7 +621,9 @@ def prepare(profile: str, work: Path, rows=()) -> dict:
         with open(folder / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)                # a second launch waits, then finds them built
             for enc in encoders:
-                print(f"encoder {enc}: building it and its tokens (once)", flush=True)
+                cached = all((folder / f"tokens_{enc}_{split}.pt").exists() for split in ("train", "val", "test"))
+                print(f"encoder {enc}: " + ("tokens cached, checked" if cached else "building it and its tokens (once)"),
+                      flush=True)
                 prepare_tokens(profile, work, enc, sub, setup)
     return sub
 
