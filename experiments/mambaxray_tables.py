@@ -431,6 +431,8 @@ def prepare_tokens(profile: str, work: Path, encoder: str, subsets: dict, setup:
     from rrg_tutorial.core import atomic_write, get_device
     V, folder = VISION[profile], vision_folder(profile, work)
     todo = [k for k in subsets if not (folder / f"tokens_{encoder}_{k}.pt").exists()]
+    print(f"encoder {encoder}: " + (f"building it and its tokens of {todo} (once)" if todo else "tokens on disk"),
+          flush=True)
     if not todo: return
     dev = get_device()
     m = build_encoder(profile, work, encoder, subsets, setup).to(dev).eval()
@@ -621,9 +623,6 @@ def prepare(profile: str, work: Path, rows=()) -> dict:
         with open(folder / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)                # a second launch waits, then finds them built
             for enc in encoders:
-                cached = all((folder / f"tokens_{enc}_{split}.pt").exists() for split in ("train", "val", "test"))
-                print(f"encoder {enc}: " + ("tokens cached, checked" if cached else "building it and its tokens (once)"),
-                      flush=True)
                 prepare_tokens(profile, work, enc, sub, setup)
     return sub
 

@@ -39,8 +39,9 @@ def test_header_and_export_conventions(nb):
 def test_committed_outputs_are_clean_and_small(nb):
     size = nb.stat().st_size
     assert size < 3_000_000, f"{nb.name} is {size/1e6:.1f} MB: keep committed outputs small"
-    assert "widgets" not in load(nb)["metadata"], f"{nb.name}: committed with saved widget state in its metadata"
-    for c in load(nb)["cells"]:
+    doc = load(nb)
+    assert "widgets" not in doc["metadata"], f"{nb.name}: committed with saved widget state in its metadata"
+    for c in doc["cells"]:
         for o in c.get("outputs", []):
             assert o["output_type"] != "error", f"{nb.name}: committed with an error output in cell:\n{src(c)[:200]}"
             # a widget (an ipywidgets explorer, a tqdm.auto bar) is dead text on the site, and under papermill its
