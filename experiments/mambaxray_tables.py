@@ -16,7 +16,9 @@ paired bootstrap intervals; then measures parameters, seconds per training step 
 RRG-Mamba, the Transformer and the LLM decoder side by side in one process.
 
 Resumable: every run keeps a checkpoint (heads, optimizer, losses) every few steps and continues exactly where it
-stopped; finished runs are never repeated. Results: one JSON file with the device, versions and the exact command.
+stopped; finished runs are never repeated. A finished run is also kept in the run records (experiments/runs/,
+committed; offline_tables.py keeps its runs there too), so another machine tabulates it without training it again.
+Results: one JSON file with the device, versions and the exact command.
 
     python experiments/offline_tables.py --rows RRG-Mamba Transformer     # first: the RRG-Mamba side
     python experiments/mambaxray_tables.py                                # the cpu profile (hours on 2 cores)
@@ -251,8 +253,9 @@ def train_run(profile: str, row: str, seed: int, out: Path, data: dict, stop_aft
     return dict(state=state, model=model)
 
 
-def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
-    "Train (or resume) one (row, seed), select on validation, generate and score the test studies; result.json."
+def run_one(profile: str, row: str, seed: int, work: Path, records: Path | None = OT.RECORDS) -> dict:
+    """Train (or resume) one (row, seed), select on validation, generate and score the test studies; result.json (and
+    its run record in `records`)."""
     import torch
     from rrg_tutorial.evaluate import generate_reports, study_stats, corpus_scores, diversity
     from rrg_tutorial.llm import ReportText, trainable_parameters
@@ -289,8 +292,10 @@ def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
                best_step=state["best"]["step"], steps=state["step"], val_history=state["val"],
                loss_history=state["history"], train_seconds=state["seconds"], fit_seconds=fit_s,
                generate_seconds=gen_s, threads=torch.get_num_threads(), params=trainable_parameters(model),
-               settings={k: P[k] for k in RUN_KEYS}, ctl_weight=ROWS[row]["ctl_weight"], **run_tag(profile, row))
+               settings={k: P[k] for k in RUN_KEYS}, ctl_weight=ROWS[row]["ctl_weight"], **run_tag(profile, row),
+               environment=OT.environment())
     OT.atomic_json(out / "result.json", res)
+    OT.keep_record(work, row, seed, records)
     return res
 
 
@@ -454,10 +459,8 @@ def offline_systems(profile: str, test_ids: list[str]) -> dict:
     `test_ids`, read from its work folder: {system: [reports of each seed]}."""
     P = PROFILES[profile]
     owork = OT.work_folder(P["offline"], None)
-    if not (owork / "baselines.json").exists():
-        raise SystemExit(f"no offline_tables.py runs in {owork}: run `python experiments/offline_tables.py "
-                         f"--profile {P['offline']} --rows RRG-Mamba Transformer` first")
-    base = json.loads((owork / "baselines.json").read_text())
+    OT.restore_records(owork)                           # its finished runs, where only the run records have them
+    base = OT.baselines(P["offline"], owork)
     pos = {i: k for k, i in enumerate(base["ids"])}
     missing = [i for i in test_ids if i not in pos]
     if missing: raise SystemExit(f"{len(missing)} test studies are not in {owork / 'baselines.json'}")
@@ -469,7 +472,9 @@ def offline_systems(profile: str, test_ids: list[str]) -> dict:
         for g in got:
             if g["ids"] != base["ids"]: raise SystemExit(f"{row} seed {g['seed']} scored other studies")
         if got: out[row] = dict(seeds=[g["seed"] for g in got], hyps=[[g["hyps"][k] for k in ix] for g in got])
-    if "RRG-Mamba" not in out: raise SystemExit(f"no finished RRG-Mamba run in {owork}")
+    if "RRG-Mamba" not in out:
+        raise SystemExit(f"no finished RRG-Mamba run in {owork} or its run records: run `python "
+                         f"experiments/offline_tables.py --profile {P['offline']} --rows RRG-Mamba Transformer` first")
     for name, b in base["systems"].items():
         out[name] = dict(seeds=[None], hyps=[[b["hyps"][k] for k in ix]])
     return out, [base["refs"][k] for k in ix], owork
@@ -596,11 +601,64 @@ def timing(profile: str, work: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- driver
+def settings_key(P: dict) -> str:
+    "A short hash of the settings that change a run (not how runs are scheduled)."
+    return hashlib.sha1(json.dumps({k: P[k] for k in RUN_KEYS}, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def carry_over(previous: dict | None, doc: dict, wanted: list[str]) -> dict:
+    """Rows of `wanted` without a finished run here (neither in the work folder nor in the run records) are taken
+    from `previous`, the last results file of the same settings, with their scores, intervals and the paired
+    differences that involve only them and the offline systems, but only when the test studies are the same and
+    every offline system (RRG-Mamba, the Transformer, the baselines) scores the same per seed in both: the
+    differences were then taken against the same reports with the same resamples. Returns {row: why it was not
+    carried}."""
+    name = lambda r: f"MambaXray-CTL ({r})"
+    T = doc["table"]
+    left = [r for r in wanted if r not in doc["runs"]]
+    if not left: return {}
+    if previous is None: return {r: "no earlier results file with these settings" for r in left}
+    Tp = previous["table"]
+    offline = [k for k in T["systems"] if not k.startswith("MambaXray-CTL (")]
+    why = "other test studies" if Tp["test_ids"] != T["test_ids"] else next(
+        (f"{k}: {w}" for k in offline for w in [OT.same_runs(Tp["systems"][k], T["systems"][k])
+                                                 if k in Tp["systems"] else "not in the earlier file"] if w), None)
+    out, env, carried = {}, previous["environment"], []
+    for r in left:
+        if name(r) not in Tp["systems"]: out[r] = "not in the earlier file either"
+        elif why: out[r] = f"the offline systems are not the same runs as in the earlier file ({why})"
+        else:
+            T["systems"][name(r)] = {**Tp["systems"][name(r)],
+                                     "carried_from": dict(date=env["date"], git_commit=env["git_commit"])}
+            doc["runs"][r] = previous["runs"][r]
+            if name(r) in Tp["examples"]: T["examples"][name(r)] = Tp["examples"][name(r)]
+            carried.append(name(r))
+    both = set(carried) | set(offline)
+    for a in T["systems"]:
+        for b in T["systems"]:
+            k = f"{a} - {b}"
+            if k in Tp["pairs"] and k not in T["pairs"] and {a, b} <= both and {a, b} & set(carried):
+                T["pairs"][k] = Tp["pairs"][k]
+    doc["rows_run"] = [r for r in wanted if r in doc["runs"]]
+    doc["carried"] = [r for r in left if r not in out]
+    return out
+
+
+def previous_results(path: Path, P: dict, n_boot: int) -> dict | None:
+    "The results file at `path` if it was written with the same run settings and resamples (else None)."
+    if not path.is_file(): return None
+    try: doc = json.loads(path.read_text())
+    except ValueError: return None
+    try: same = settings_key(doc["settings"]) == settings_key(P) and doc["table"]["n_boot"] == n_boot
+    except (KeyError, TypeError): return None
+    return doc if same else None
+
+
 def work_folder(profile: str, root: Path | None) -> Path:
-    "The work folder of a profile, named by the settings that change a run."
+    "The work folder of a profile, named by the settings that change a run (also the name of its run records)."
     from rrg_tutorial.core import cache_dir
-    key = hashlib.sha1(json.dumps({k: PROFILES[profile][k] for k in RUN_KEYS}, sort_keys=True).encode()).hexdigest()[:10]
-    return (Path(root) / f"{profile}-{key}") if root else cache_dir("experiments", f"mambaxray_tables-{profile}-{key}")
+    name = f"mambaxray_tables-{profile}-{settings_key(PROFILES[profile])}"
+    return (Path(root) / name) if root else cache_dir("experiments", name)
 
 
 def prepare(profile: str, work: Path, rows=()) -> dict:
@@ -609,11 +667,9 @@ def prepare(profile: str, work: Path, rows=()) -> dict:
     path = work / "subsets.json"
     setup = offline_setup(profile)
     if path.exists(): sub = json.loads(path.read_text())
-    else:
-        owork = OT.work_folder(PROFILES[profile]["offline"], None)
-        base = owork / "baselines.json"
-        pool = json.loads(base.read_text())["ids"] if base.exists() else None
-        sub = study_subsets(profile, setup, pool)
+    else:                                      # the test studies: drawn from those offline_tables.py scores
+        oprof = PROFILES[profile]["offline"]
+        sub = study_subsets(profile, setup, OT.baselines(oprof, OT.work_folder(oprof, None))["ids"])
         OT.atomic_json(path, sub)
     encoders = [e for e in dict.fromkeys(ROWS[r]["encoder"] for r in rows) if e != "lite0"]
     if encoders:
@@ -627,9 +683,9 @@ def prepare(profile: str, work: Path, rows=()) -> dict:
     return sub
 
 
-def run_all(profile: str, work: Path, rows, seeds, jobs: int, threads: int):
+def run_all(profile: str, work: Path, rows, seeds, jobs: int, threads: int, records: Path | None = OT.RECORDS):
     "Every pending (row, seed) in `jobs` worker processes of `threads` threads (offline_tables.run_workers)."
-    OT.run_workers(__file__, profile, work, rows, seeds, jobs, threads)
+    OT.run_workers(__file__, profile, work, rows, seeds, jobs, threads, OT.records_args(records))
 
 
 def main(argv=None) -> int:
@@ -644,20 +700,31 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="results file (default experiments/results/mambaxray_tables_PROFILE.json)")
     p.add_argument("--no-timing", action="store_true", help="skip the side-by-side timing")
     p.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs")
+    p.add_argument("--records", type=Path, default=OT.RECORDS,
+                   help="where finished runs are kept beside the work folder, so that another machine can tabulate "
+                        "them (default experiments/runs; committed with the results file)")
+    p.add_argument("--no-records", action="store_true", help="keep no run records")
+    p.add_argument("--no-carry", action="store_true",
+                   help="leave out rows without finished runs here instead of carrying them from the earlier results "
+                        "file (carried only when the offline systems score the same in both)")
     p.add_argument("--one", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)   # a worker process
     a = p.parse_args(argv)
+    records = None if a.no_records else a.records
     P = PROFILES[a.profile]
     work = a.work or work_folder(a.profile, None)
     if a.one:
         import torch
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", P["threads"])))
-        run_one(a.profile, a.one[0], int(a.one[1]), work)
+        run_one(a.profile, a.one[0], int(a.one[1]), work, records)
         return 0
     rows, seeds = a.rows or P["rows"], a.seeds or P["seeds"]
     t0 = time.perf_counter()
     print(f"work folder: {work}", flush=True)
+    OT.sync_records(work, rows, seeds, records)
     prepare(a.profile, work, [] if a.collect else rows)
-    if not a.collect: run_all(a.profile, work, rows, seeds, a.jobs or P["jobs"], a.threads or P["threads"])
+    if not a.collect:
+        run_all(a.profile, work, rows, seeds, a.jobs or P["jobs"], a.threads or P["threads"], records)
+        OT.sync_records(work, rows, seeds, records)
     done = lambda r, s: (work / slug(r) / f"seed{s}" / "result.json").exists()
     missing = [f"{r} seed {s}" for r in rows for s in seeds if not done(r, s)]
     if missing: print(f"not finished, left out: {', '.join(missing)}")
@@ -666,17 +733,24 @@ def main(argv=None) -> int:
     results = {r: v for r, v in results.items() if v}
     for r, v in results.items():
         for x in v: check_tag(x, a.profile, r, work / slug(r) / f"seed{x['seed']}" / "result.json")
-    if not results: raise SystemExit("no finished run to tabulate")
+    out = a.out or REPO / "experiments" / "results" / f"mambaxray_tables_{a.profile}.json"
+    previous = None if a.no_carry else previous_results(out, P, P["n_boot"])
+    if not results and previous is None: raise SystemExit("no finished run to tabulate")
     table = compare(a.profile, work, results, P["n_boot"])
     tim = None if a.no_timing else timing(a.profile, work)
-    out = a.out or REPO / "experiments" / "results" / f"mambaxray_tables_{a.profile}.json"
+    if tim is None and previous and previous.get("timing"):                 # --no-timing keeps the measured one
+        tim = {**previous["timing"], "carried_from": previous["environment"]["date"]}
     doc = dict(command=" ".join(shlex.quote(x) for x in ["python", "experiments/mambaxray_tables.py",
                                                           *(argv if argv is not None else sys.argv[1:])]),
                profile=a.profile, settings=P, rows_run=list(results), seeds=seeds, environment=OT.environment(),
-               wall_minutes=(time.perf_counter() - t0) / 60, not_finished=missing,
+               work=work.name, wall_minutes=(time.perf_counter() - t0) / 60, not_finished=missing,
                runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")} for x in v]
                      for r, v in results.items()},
                table=table, timing=tim, paper=PAPER)
+    if not a.no_carry:
+        for r, why in carry_over(previous, doc, rows).items(): print(f"{r}: left out: {why}")
+        if doc.get("carried"): print(f"carried from the earlier results file: {', '.join(doc['carried'])}")
+    if not doc["rows_run"]: raise SystemExit("no finished or carried run to tabulate")
     OT.atomic_json(out, doc)
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     for name, s in table["systems"].items():

@@ -9,10 +9,14 @@ rows are paired). Table 3: parameters and training time per epoch of every model
 process after the training runs.
 
 Resumable: every run keeps its checkpoints and its result in the work folder; the same command continues where it
-stopped (a run killed mid-epoch resumes from its last checkpoint exactly). Results: one JSON file with the device,
+stopped (a run killed mid-epoch resumes from its last checkpoint exactly). A finished run is also kept in the run
+records (experiments/runs/, committed), so a machine without the work folder tabulates it without training it again:
+a table can be built over several machines or sessions, a few runs at a time. Results: one JSON file with the device,
 versions and the exact command.
 
-    python experiments/offline_tables.py                      # the cpu profile (about an hour or more on 2 cores)
+    python experiments/offline_tables.py                      # the cpu profile: 8 rows x 3 seeds, 15-100 minutes a
+                                                              # run on one thread: about 10 hours on 2 cores
+    python experiments/offline_tables.py --rows GDLM-S --seeds 0   # one run; then --collect to tabulate
     python experiments/offline_tables.py --profile ci         # a tiny end-to-end check (a minute)
 """
 from __future__ import annotations
@@ -86,6 +90,63 @@ def atomic_json(path: Path, doc) -> Path:
     return atomic_write(path, json.dumps(doc, indent=1, default=float))
 
 
+# ----------------------------------------------------------------------------------------------- run records
+# A finished run's outcome (its result.json and per-study statistics) is also kept in the repository, under
+# experiments/runs/<work folder name>/<row>/seed<k>/: the work folder (checkpoints, caches) lives on one machine, and a
+# table must be re-collectable on another. The folder name carries the settings' hash, so only runs with the same
+# settings ever meet; each result.json names the machine, versions and commit it ran with.
+RECORDS = REPO / "experiments" / "runs"
+
+
+def keep_record(work: Path, row: str, seed: int, records: Path | None = RECORDS) -> Path | None:
+    """Copy a finished run of `work` into `records` (result.json gzip-compressed, stats.npz if the run has one);
+    unchanged records are not rewritten. None: records off, or the run is not finished."""
+    import gzip
+    from rrg_tutorial.core import atomic_write
+    src = work / slug(row) / f"seed{seed}"
+    if records is None or not (src / "result.json").exists(): return None
+    dst = Path(records) / work.name / slug(row) / f"seed{seed}"
+    dst.mkdir(parents=True, exist_ok=True)
+    if (src / "stats.npz").exists() and not _same(dst / "stats.npz", (src / "stats.npz").read_bytes()):
+        atomic_write(dst / "stats.npz", (src / "stats.npz").read_bytes())
+    body = (src / "result.json").read_bytes()
+    if not ((dst / "result.json.gz").exists() and gzip.decompress((dst / "result.json.gz").read_bytes()) == body):
+        atomic_write(dst / "result.json.gz", gzip.compress(body, mtime=0))       # last: it marks the record whole
+    return dst
+
+
+def _same(path: Path, body: bytes) -> bool:
+    return path.exists() and path.read_bytes() == body
+
+
+def restore_records(work: Path, records: Path | None = RECORDS) -> list[str]:
+    """Put every recorded run of `work` that the work folder lacks back into it (stats.npz first, then result.json,
+    which marks a run finished). Returns the runs restored, as 'row-slug/seedK'."""
+    import gzip
+    from rrg_tutorial.core import atomic_write
+    if records is None: return []
+    here, got = Path(records) / work.name, []
+    for rec in sorted(here.glob("*/seed*/result.json.gz")):
+        d = work / rec.parent.relative_to(here)
+        if (d / "result.json").exists(): continue
+        try: body = gzip.decompress(rec.read_bytes()); json.loads(body)
+        except (OSError, EOFError, ValueError) as e:
+            raise SystemExit(f"{rec}: not a readable run record ({e}); remove it to run that seed again") from e
+        d.mkdir(parents=True, exist_ok=True)
+        if (rec.parent / "stats.npz").exists(): atomic_write(d / "stats.npz", (rec.parent / "stats.npz").read_bytes())
+        atomic_write(d / "result.json", body)
+        got.append(str(rec.parent.relative_to(here)))
+    return got
+
+
+def sync_records(work: Path, rows, seeds, records: Path | None = RECORDS) -> None:
+    "Restore the recorded runs the work folder lacks, keep a record of every finished run it has; say what moved."
+    got = restore_records(work, records)
+    if got: print(f"{len(got)} finished run(s) restored from the run records: {', '.join(got)}", flush=True)
+    kept = [f"{r} seed {s}" for r in rows for s in seeds if keep_record(work, r, s, records)]
+    if kept: print(f"run records ({Path(records) / work.name}): {len(kept)} finished run(s)", flush=True)
+
+
 def train_config(prof: dict, row: str, seed: int):
     from rrg_tutorial.train import load_config
     model_set = {**prof["model_set"], **ROWS[row]}
@@ -93,8 +154,9 @@ def train_config(prof: dict, row: str, seed: int):
 
 
 # ----------------------------------------------------------------------------------------------- one run
-def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
-    "Train (or resume) one (row, seed), select on validation, generate and score the test split; result.json."
+def run_one(profile: str, row: str, seed: int, work: Path, records: Path | None = RECORDS) -> dict:
+    """Train (or resume) one (row, seed), select on validation, generate and score the test split; result.json (and
+    its run record in `records`)."""
     import torch
     from rrg_tutorial.evaluate import generate_reports, study_stats, corpus_scores, diversity
     from rrg_tutorial.metrics import NLGScorer
@@ -127,8 +189,9 @@ def run_one(profile: str, row: str, seed: int, work: Path) -> dict:
                params=sum(p.numel() for p in model.parameters()),
                trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
                fit_seconds=fit_s, generate_seconds=gen_s, threads=torch.get_num_threads(),
-               model_config=asdict(model.cfg), train_config=asdict(cfg))
+               model_config=asdict(model.cfg), train_config=asdict(cfg), environment=environment())
     atomic_json(out / "result.json", res)
+    keep_record(work, row, seed, records)
     return res
 
 
@@ -316,13 +379,63 @@ def environment() -> dict:
                 git_commit=commit)
 
 
+def same_runs(then: dict, now: dict, metrics=METRICS) -> str | None:
+    "None when two table entries come from the same runs (same seeds, every per-seed score equal); else what differs."
+    if list(then["seeds"]) != list(now["seeds"]): return f"seeds {then['seeds']} then, {now['seeds']} now"
+    for k in metrics:
+        a, b = then["values"].get(k), now["values"].get(k)
+        if a is None or b is None or len(a) != len(b) or any(abs(x - y) > 1e-12 for x, y in zip(a, b)):
+            return f"{k} {a} then, {b} now"
+    return None
+
+
+def previous_results(path: Path, prof: dict, n_boot: int) -> dict | None:
+    "The results file at `path` if it was written with the same run settings and resamples (else None)."
+    if not path.is_file(): return None
+    try: doc = json.loads(path.read_text())
+    except ValueError: return None
+    try: same = settings_key(doc["settings"]) == settings_key(prof) and doc["table"]["n_boot"] == n_boot
+    except (KeyError, TypeError): return None
+    return doc if same else None
+
+
+def carry_over(previous: dict | None, doc: dict, wanted: list[str], ref: str = "RRG-Mamba") -> dict:
+    """Rows of `wanted` that have no finished run here (neither in the work folder nor in the run records) are
+    taken from `previous`, the last results file of the same settings, with their per-seed scores, intervals and
+    paired differences, but only when `ref` comes from the same runs in both (same seeds, every per-seed score
+    equal): their differences were then taken against the same runs with the same resamples. Each carried row says
+    where it came from. Returns {row: why it was not carried} for the rows left out."""
+    left = [r for r in wanted if r not in doc["table"]["rows"]]
+    if not left: return {}
+    if previous is None: return {r: "no earlier results file with these settings" for r in left}
+    why = same_runs(previous["table"]["rows"][ref], doc["table"]["rows"][ref]) if ref in previous["table"]["rows"] \
+        else f"the earlier file has no {ref}"
+    out, env = {}, previous["environment"]
+    for r in left:
+        if r not in previous["table"]["rows"]: out[r] = "not in the earlier file either"
+        elif why: out[r] = f"{ref} is not the same runs as in the earlier file ({why})"
+        else:
+            doc["table"]["rows"][r] = {**previous["table"]["rows"][r],
+                                       "carried_from": dict(date=env["date"], git_commit=env["git_commit"])}
+            doc["runs"][r] = previous["runs"][r]
+            if r in previous.get("examples", {}): doc["examples"][r] = previous["examples"][r]
+    doc["rows_run"] = [r for r in wanted if r in doc["table"]["rows"]]
+    doc["carried"] = [r for r in left if r not in out]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- driver
+def settings_key(prof: dict) -> str:
+    "A short hash of the settings that change a run's outcome (not how runs are scheduled)."
+    return hashlib.sha1(json.dumps({k: prof[k] for k in ("config", "train", "model_set", "n_test")},
+                                   sort_keys=True).encode()).hexdigest()[:10]
+
+
 def work_folder(profile: str, root: Path | None) -> Path:
     "The work folder of a profile: its settings decide the name, so changed settings never mix with old runs."
     from rrg_tutorial.core import cache_dir
-    key = hashlib.sha1(json.dumps({k: PROFILES[profile][k] for k in ("config", "train", "model_set", "n_test")},
-                                  sort_keys=True).encode()).hexdigest()[:10]
-    return (Path(root) / f"{profile}-{key}") if root else cache_dir("experiments", f"offline_tables-{profile}-{key}")
+    name = f"offline_tables-{profile}-{settings_key(PROFILES[profile])}"                     # also the name of its run records
+    return (Path(root) / name) if root else cache_dir("experiments", name)
 
 
 def run_workers(script: str, profile: str, work: Path, rows: list[str], seeds: list[int], jobs: int, threads: int,
@@ -354,10 +467,17 @@ def run_workers(script: str, profile: str, work: Path, rows: list[str], seeds: l
     if failed: raise SystemExit("failed runs: " + "; ".join(failed))
 
 
-def run_all(profile: str, work: Path, rows: list[str], seeds: list[int], jobs: int, threads: int):
+def records_args(records: Path | None) -> list[str]:
+    "How a worker process is told where run records go (`--records DIR` or `--no-records`)."
+    return ["--no-records"] if records is None else ["--records", str(records)]
+
+
+def run_all(profile: str, work: Path, rows: list[str], seeds: list[int], jobs: int, threads: int,
+            records: Path | None = RECORDS):
     "Every pending (row, seed) of this script's profile in worker processes (run_workers)."
     data_dir = PROFILES[profile]["train"].get("data_dir")
-    run_workers(__file__, profile, work, rows, seeds, jobs, threads, ["--data-dir", data_dir] if data_dir else None)
+    run_workers(__file__, profile, work, rows, seeds, jobs, threads,
+                (["--data-dir", data_dir] if data_dir else []) + records_args(records))
 
 
 def main(argv=None) -> int:
@@ -376,8 +496,16 @@ def main(argv=None) -> int:
     p.add_argument("--no-timing", action="store_true", help="skip Table 3's side-by-side timing")
     p.add_argument("--collect", action="store_true",
                    help="run nothing: tabulate the runs already finished in the work folder (a row needs >= 1 seed)")
+    p.add_argument("--records", type=Path, default=RECORDS,
+                   help="where finished runs are kept beside the work folder, so that another machine can tabulate "
+                        "them (default experiments/runs; committed with the results file)")
+    p.add_argument("--no-records", action="store_true", help="keep no run records")
+    p.add_argument("--no-carry", action="store_true",
+                   help="leave out rows without finished runs here instead of carrying them from the earlier results "
+                        "file (carried only when RRG-Mamba's runs are the same in both)")
     p.add_argument("--one", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)   # a worker process
     a = p.parse_args(argv)
+    records = None if a.no_records else a.records
     if a.data_dir:                    # part of the settings: a new work folder, and every worker reads it
         if not (a.data_dir / "annotation.json").is_file():
             p.error(f"--data-dir {a.data_dir} has no annotation.json (R2Gen's layout: annotation.json + images/)")
@@ -387,14 +515,17 @@ def main(argv=None) -> int:
     if a.one:
         import torch
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", prof["threads"])))
-        run_one(a.profile, a.one[0], int(a.one[1]), work)
+        run_one(a.profile, a.one[0], int(a.one[1]), work, records)
         return 0
     rows, seeds = a.rows or prof["rows"], a.seeds or prof["seeds"]
     out = a.out or REPO / "experiments" / "results" / f"offline_tables_{a.profile}.json"
     t0 = time.perf_counter()
     print(f"work folder: {work}", flush=True)
+    sync_records(work, rows, seeds, records)
     base = baselines(a.profile, work)
-    if not a.collect: run_all(a.profile, work, rows, seeds, a.jobs or prof["jobs"], a.threads or prof["threads"])
+    if not a.collect:
+        run_all(a.profile, work, rows, seeds, a.jobs or prof["jobs"], a.threads or prof["threads"], records)
+        sync_records(work, rows, seeds, records)
     done = lambda r, s: (work / slug(r) / f"seed{s}" / "result.json").exists()
     missing = [f"{r} seed {s}" for r in rows for s in seeds if not done(r, s)]
     if missing: print(f"not finished, left out: {', '.join(missing)}")
@@ -404,17 +535,24 @@ def main(argv=None) -> int:
     if "RRG-Mamba" not in rows: raise SystemExit("no finished RRG-Mamba run to tabulate")
     results = {r: results[r] for r in rows}
     table = aggregate(a.profile, work, results, base, prof["n_boot"])
+    previous = previous_results(out, prof, prof["n_boot"])
     tim = None if a.no_timing else timing(a.profile, work)
+    if tim is None and previous and previous.get("timing"):                 # --no-timing keeps the measured one
+        tim = {**previous["timing"], "carried_from": previous["environment"]["date"]}
     examples = {"ids": base["ids"][:8], "references": base["refs"][:8],
                 **{r: results[r][0]["hyps"][:8] for r in rows}}
     doc = dict(command=" ".join(shlex.quote(x) for x in ["python", "experiments/offline_tables.py", *(argv or sys.argv[1:])]),
                profile=a.profile, settings=prof, all_rows=prof["rows"], rows_run=rows, seeds=seeds,
-               environment=environment(),
+               environment=environment(), work=work.name,
                wall_minutes=(time.perf_counter() - t0) / 60, not_finished=missing,
                run_minutes=sum(x["fit_seconds"] + x["generate_seconds"] for v in results.values() for x in v) / 60,
                runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")}
                                                                      for x in results[r]] for r in rows},
                table=table, timing=tim, paper=PAPER, paper_table3=PAPER_TABLE3, examples=examples)
+    if not a.no_carry:
+        for r, why in carry_over(previous, doc, a.rows or prof["rows"]).items(): print(f"{r}: left out: {why}")
+        if doc.get("carried"): print(f"carried from the earlier results file: {', '.join(doc['carried'])}")
+    rows = doc["rows_run"]
     atomic_json(out, doc)
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     for r in rows:

@@ -136,3 +136,32 @@ def test_vim_encoders_and_their_tokens(tmp_path, monkeypatch):
     (tmp_path / "images" / "s5" / "0.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="0.png"):
         mx.study_images(setup, ["s5"], 24, tmp_path / "other")
+
+
+def test_llm_rows_are_carried_with_their_pairs_only_against_the_same_offline_systems():
+    from offline_tables import METRICS
+    vals = lambda v: {k: [v] for k in METRICS}
+    sys_ = lambda v: dict(seeds=[0], values=vals(v))
+    def doc(llm, rrg=0.3, date="2026-11-30"):
+        names = [f"MambaXray-CTL ({r})" for r in llm]
+        systems = {"RRG-Mamba": sys_(rrg), "most common report": sys_(0.1), **{n: sys_(0.2) for n in names}}
+        pairs = {f"{a} - {b}": dict(value=0.0) for a in systems for b in systems if a != b}
+        return dict(environment=dict(date=date, git_commit="abc"), runs={r: [dict(seed=0)] for r in llm},
+                    rows_run=list(llm), table=dict(test_ids=["s1", "s2"], systems=systems, pairs=pairs,
+                                                   examples={n: ["x ."] for n in systems}))
+    previous = doc(["SFT", "SFT + CTL-FT"])
+    now = doc(["Vim: SFT + CTL-FT"])
+    now["table"]["pairs"] = {}
+    assert mx.carry_over(previous, now, ["SFT", "SFT + CTL-FT", "Vim: SFT + CTL-FT"]) == {}
+    T = now["table"]
+    assert T["systems"]["MambaXray-CTL (SFT)"]["carried_from"]["date"] == "2026-11-30"
+    assert "MambaXray-CTL (SFT + CTL-FT) - MambaXray-CTL (SFT)" in T["pairs"]        # both carried
+    assert "RRG-Mamba - MambaXray-CTL (SFT)" in T["pairs"]                           # carried vs an offline system
+    assert not any("Vim" in k for k in T["pairs"])                                   # a new row: computed, not carried
+    assert now["rows_run"] == ["SFT", "SFT + CTL-FT", "Vim: SFT + CTL-FT"]
+    changed = doc(["Vim: SFT + CTL-FT"], rrg=0.31)
+    why = mx.carry_over(previous, changed, ["SFT", "Vim: SFT + CTL-FT"])
+    assert "RRG-Mamba" in why["SFT"] and "MambaXray-CTL (SFT)" not in changed["table"]["systems"]
+    other = doc(["Vim: SFT + CTL-FT"])
+    other["table"]["test_ids"] = ["s3"]
+    assert "other test studies" in mx.carry_over(previous, other, ["SFT"])["SFT"]

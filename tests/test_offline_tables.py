@@ -113,3 +113,71 @@ def test_retrieval_features_same_from_cache_and_encoder():
     assert a.shape == (6, mcfg.in_channels)
     assert np.allclose(a.numpy()[::-1], b.numpy(), atol=1e-6)
     assert np.allclose(np.linalg.norm(a.numpy(), axis=1), 1, atol=1e-5)
+
+
+def _finished(work, row, seed, body=b'{"seed": 0, "hyps": ["a ."]}', stats=b"npz"):
+    d = work / ot.slug(row) / f"seed{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "stats.npz").write_bytes(stats)
+    (d / "result.json").write_bytes(body)
+    return d
+
+
+def test_run_records_travel_to_a_fresh_work_folder(tmp_path):
+    records, work = tmp_path / "records", tmp_path / "a" / "offline_tables-cpu-0123456789"
+    _finished(work, "RRG-Mamba", 0)
+    (work / "w_o_cma" / "seed1").mkdir(parents=True)                # a run that did not finish: no record
+    rec = ot.keep_record(work, "RRG-Mamba", 0, records)
+    assert rec == records / work.name / "rrg_mamba" / "seed0" and (rec / "result.json.gz").exists()
+    assert ot.keep_record(work, "w/o CMA", 1, records) is None and ot.keep_record(work, "RRG-Mamba", 0, None) is None
+    mtime = (rec / "result.json.gz").stat().st_mtime_ns
+    ot.keep_record(work, "RRG-Mamba", 0, records)                   # unchanged: not rewritten
+    assert (rec / "result.json.gz").stat().st_mtime_ns == mtime
+    fresh = tmp_path / "b" / work.name                               # another machine: same settings, empty folder
+    assert ot.restore_records(fresh, records) == ["rrg_mamba/seed0"]
+    d = fresh / "rrg_mamba" / "seed0"
+    assert (d / "result.json").read_bytes() == (work / "rrg_mamba" / "seed0" / "result.json").read_bytes()
+    assert (d / "stats.npz").read_bytes() == b"npz"
+    assert ot.restore_records(fresh, records) == []                  # already there: nothing to do
+    assert ot.restore_records(tmp_path / "c" / "offline_tables-cpu-other", records) == []   # other settings
+    (rec / "result.json.gz").write_bytes(b"not gzip")
+    with pytest.raises(SystemExit, match="not a readable run record"):
+        ot.restore_records(tmp_path / "d" / work.name, records)
+
+
+def _doc(rrg_values, rows=("RRG-Mamba", "w/o CMA"), date="2026-11-30"):
+    "A results document as main() writes it, with the parts carry_over reads."
+    vals = lambda v: {k: list(v) for k in ot.METRICS}
+    return dict(environment=dict(date=date, git_commit="abc"),
+                table=dict(rows={r: dict(seeds=[0, 1], values=vals(rrg_values if r == "RRG-Mamba" else (0.1, 0.2)),
+                                         diff_from_rrg_mamba={"BLEU_4": dict(value=0.01, ci=[0.0, 0.02])})
+                                 for r in rows}, n_boot=10),
+                runs={r: [dict(seed=0), dict(seed=1)] for r in rows}, examples={r: ["x ."] for r in rows},
+                rows_run=list(rows))
+
+
+def test_rows_without_runs_are_carried_only_against_the_same_reference_runs():
+    previous = _doc((0.3, 0.4))
+    doc = _doc((0.3, 0.4), rows=("RRG-Mamba",), date="2026-12-02")
+    assert ot.carry_over(previous, doc, ["RRG-Mamba", "w/o CMA", "GDLM-S"]) == {"GDLM-S": "not in the earlier file either"}
+    row = doc["table"]["rows"]["w/o CMA"]
+    assert row["carried_from"] == dict(date="2026-11-30", git_commit="abc") and row["diff_from_rrg_mamba"]
+    assert doc["rows_run"] == ["RRG-Mamba", "w/o CMA"] and doc["carried"] == ["w/o CMA"]
+    assert doc["runs"]["w/o CMA"] == previous["runs"]["w/o CMA"]
+    # RRG-Mamba re-run with another outcome: the old differences do not hold, nothing is carried
+    doc = _doc((0.3, 0.41), rows=("RRG-Mamba",))
+    why = ot.carry_over(previous, doc, ["RRG-Mamba", "w/o CMA"])
+    assert "not the same runs" in why["w/o CMA"] and "w/o CMA" not in doc["table"]["rows"]
+    assert doc["rows_run"] == ["RRG-Mamba"]
+    assert "no earlier" in ot.carry_over(None, _doc((0.3,), rows=("RRG-Mamba",)), ["w/o CMA"])["w/o CMA"]
+
+
+def test_previous_results_needs_the_same_settings(tmp_path):
+    prof = ot.PROFILES["ci"]
+    doc = dict(settings=prof, table=dict(n_boot=prof["n_boot"]))
+    ot.atomic_json(tmp_path / "r.json", doc)
+    assert ot.previous_results(tmp_path / "r.json", prof, prof["n_boot"]) is not None
+    assert ot.previous_results(tmp_path / "r.json", prof, prof["n_boot"] + 1) is None
+    other = {**prof, "train": {**prof["train"], "epochs": 9}}
+    assert ot.previous_results(tmp_path / "r.json", other, prof["n_boot"]) is None
+    assert ot.previous_results(tmp_path / "missing.json", prof, 10) is None
