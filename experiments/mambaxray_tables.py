@@ -295,7 +295,7 @@ def run_one(profile: str, row: str, seed: int, work: Path, records: Path | None 
                settings={k: P[k] for k in RUN_KEYS}, ctl_weight=ROWS[row]["ctl_weight"], **run_tag(profile, row),
                environment=OT.environment())
     OT.atomic_json(out / "result.json", res)
-    OT.keep_record(work, row, seed, records)
+    OT.keep_record(work, row, seed, records, record_name(profile), tag_problem(profile))
     return res
 
 
@@ -454,12 +454,12 @@ def prepare_tokens(profile: str, work: Path, encoder: str, subsets: dict, setup:
 
 
 # ----------------------------------------------------------------------------------------------- the comparison
-def offline_systems(profile: str, test_ids: list[str]) -> dict:
+def offline_systems(profile: str, test_ids: list[str], records: Path | None = OT.RECORDS) -> dict:
     """Reports of RRG-Mamba, the Transformer (every finished seed) and the baselines of offline_tables.py on
     `test_ids`, read from its work folder: {system: [reports of each seed]}."""
     P = PROFILES[profile]
     owork = OT.work_folder(P["offline"], None)
-    OT.restore_records(owork)                           # its finished runs, where only the run records have them
+    OT.restore_records(owork, records, OT.record_name(P["offline"]), need=("stats.npz",))  # runs only recorded
     base = OT.baselines(P["offline"], owork)
     pos = {i: k for k, i in enumerate(base["ids"])}
     missing = [i for i in test_ids if i not in pos]
@@ -480,7 +480,8 @@ def offline_systems(profile: str, test_ids: list[str]) -> dict:
     return out, [base["refs"][k] for k in ix], owork
 
 
-def compare(profile: str, work: Path, llm_results: dict, n_boot: int, seed: int = 0) -> dict:
+def compare(profile: str, work: Path, llm_results: dict, n_boot: int, seed: int = 0,
+            records: Path | None = OT.RECORDS) -> dict:
     """Every system on the same test studies: per-seed scores, seed means with bootstrap CIs and paired differences
     (the same resampled studies for every run), RRG-Mamba against each MambaXray row and each row against the
     baselines."""
@@ -488,7 +489,7 @@ def compare(profile: str, work: Path, llm_results: dict, n_boot: int, seed: int 
     from rrg_tutorial.metrics import NLGScorer
     subsets = json.loads((work / "subsets.json").read_text())
     test_ids = subsets["test"]
-    systems, refs, owork = offline_systems(profile, test_ids)
+    systems, refs, owork = offline_systems(profile, test_ids, records)
     for row, runs in llm_results.items():
         for r in runs:
             if r["ids"] != test_ids: raise SystemExit(f"{row} seed {r['seed']} scored other studies")
@@ -625,11 +626,14 @@ def carry_over(previous: dict | None, doc: dict, wanted: list[str]) -> dict:
                                                  if k in Tp["systems"] else "not in the earlier file"] if w), None)
     out, env, carried = {}, previous["environment"], []
     for r in left:
+        stale = [x for x in previous["runs"].get(r, []) if tag_problem(doc["profile"])({**x, "row": r})]
         if name(r) not in Tp["systems"]: out[r] = "not in the earlier file either"
+        elif stale: out[r] = "its runs were made from other encoder settings"
         elif why: out[r] = f"the offline systems are not the same runs as in the earlier file ({why})"
         else:
-            T["systems"][name(r)] = {**Tp["systems"][name(r)],
-                                     "carried_from": dict(date=env["date"], git_commit=env["git_commit"])}
+            prev = Tp["systems"][name(r)]
+            T["systems"][name(r)] = {**prev, "carried_from": prev.get("carried_from")
+                                     or dict(date=env["date"], git_commit=env["git_commit"])}
             doc["runs"][r] = previous["runs"][r]
             if name(r) in Tp["examples"]: T["examples"][name(r)] = Tp["examples"][name(r)]
             carried.append(name(r))
@@ -657,8 +661,23 @@ def previous_results(path: Path, P: dict, n_boot: int) -> dict | None:
 def work_folder(profile: str, root: Path | None) -> Path:
     "The work folder of a profile, named by the settings that change a run (also the name of its run records)."
     from rrg_tutorial.core import cache_dir
-    name = f"mambaxray_tables-{profile}-{settings_key(PROFILES[profile])}"
+    name = record_name(profile)
     return (Path(root) / name) if root else cache_dir("experiments", name)
+
+
+def record_name(profile: str) -> str:
+    "The name of a profile's default work folder and of its run records: the script, the profile, the settings."
+    return f"mambaxray_tables-{profile}-{settings_key(PROFILES[profile])}"
+
+
+def tag_problem(profile: str):
+    "For the run records: why a finished run's encoder tag is not this profile's (None: it is)."
+    def why(result: dict) -> str | None:
+        tag = {"encoder": result.get("encoder", "lite0"), "vision": result.get("vision")}
+        row = result.get("row")
+        if row not in ROWS: return f"unknown row {row!r}"
+        return None if tag == run_tag(profile, row) else f"made from other encoder settings ({tag['encoder']})"
+    return why
 
 
 def prepare(profile: str, work: Path, rows=()) -> dict:
@@ -720,11 +739,12 @@ def main(argv=None) -> int:
     rows, seeds = a.rows or P["rows"], a.seeds or P["seeds"]
     t0 = time.perf_counter()
     print(f"work folder: {work}", flush=True)
-    OT.sync_records(work, rows, seeds, records)
+    sync = lambda: OT.sync_records(work, rows, seeds, records, record_name(a.profile), tag_problem(a.profile))
+    sync()
     prepare(a.profile, work, [] if a.collect else rows)
     if not a.collect:
         run_all(a.profile, work, rows, seeds, a.jobs or P["jobs"], a.threads or P["threads"], records)
-        OT.sync_records(work, rows, seeds, records)
+        sync()
     done = lambda r, s: (work / slug(r) / f"seed{s}" / "result.json").exists()
     missing = [f"{r} seed {s}" for r in rows for s in seeds if not done(r, s)]
     if missing: print(f"not finished, left out: {', '.join(missing)}")
@@ -736,20 +756,22 @@ def main(argv=None) -> int:
     out = a.out or REPO / "experiments" / "results" / f"mambaxray_tables_{a.profile}.json"
     previous = None if a.no_carry else previous_results(out, P, P["n_boot"])
     if not results and previous is None: raise SystemExit("no finished run to tabulate")
-    table = compare(a.profile, work, results, P["n_boot"])
-    tim = None if a.no_timing else timing(a.profile, work)
+    table = compare(a.profile, work, results, P["n_boot"], records=records)
+    tim, tim_from = (None, None) if a.no_timing else (timing(a.profile, work), None)
     if tim is None and previous and previous.get("timing"):                 # --no-timing keeps the measured one
-        tim = {**previous["timing"], "carried_from": previous["environment"]["date"]}
+        tim = previous["timing"]
+        tim_from = previous.get("timing_carried_from") or previous["environment"]["date"]
     doc = dict(command=" ".join(shlex.quote(x) for x in ["python", "experiments/mambaxray_tables.py",
                                                           *(argv if argv is not None else sys.argv[1:])]),
                profile=a.profile, settings=P, rows_run=list(results), seeds=seeds, environment=OT.environment(),
                work=work.name, wall_minutes=(time.perf_counter() - t0) / 60, not_finished=missing,
                runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")} for x in v]
                      for r, v in results.items()},
-               table=table, timing=tim, paper=PAPER)
+               table=table, timing=tim, timing_carried_from=tim_from, paper=PAPER)
     if not a.no_carry:
         for r, why in carry_over(previous, doc, rows).items(): print(f"{r}: left out: {why}")
         if doc.get("carried"): print(f"carried from the earlier results file: {', '.join(doc['carried'])}")
+        doc["not_finished"] = [m for m in missing if not any(m.startswith(f"{r} seed ") for r in doc.get("carried", []))]
     if not doc["rows_run"]: raise SystemExit("no finished or carried run to tabulate")
     OT.atomic_json(out, doc)
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")

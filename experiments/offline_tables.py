@@ -98,40 +98,51 @@ def atomic_json(path: Path, doc) -> Path:
 RECORDS = REPO / "experiments" / "runs"
 
 
-def keep_record(work: Path, row: str, seed: int, records: Path | None = RECORDS) -> Path | None:
-    """Copy a finished run of `work` into `records` (result.json gzip-compressed, stats.npz if the run has one);
-    unchanged records are not rewritten. None: records off, or the run is not finished."""
+def keep_record(work: Path, row: str, seed: int, records: Path | None = RECORDS, name: str | None = None,
+                accept=None) -> Path | None:
+    """Copy a finished run of `work` into `records`/`name` (default: the work folder's name) as result.json.gz and
+    stats.npz (if the run has one). `accept(result) -> None or why not` can refuse a run. Returns the record folder
+    when something was written; None when records are off, the run is not finished or refused, or the record is
+    already the same."""
     import gzip
     from rrg_tutorial.core import atomic_write
     src = work / slug(row) / f"seed{seed}"
     if records is None or not (src / "result.json").exists(): return None
-    dst = Path(records) / work.name / slug(row) / f"seed{seed}"
-    dst.mkdir(parents=True, exist_ok=True)
-    if (src / "stats.npz").exists() and not _same(dst / "stats.npz", (src / "stats.npz").read_bytes()):
-        atomic_write(dst / "stats.npz", (src / "stats.npz").read_bytes())
     body = (src / "result.json").read_bytes()
-    if not ((dst / "result.json.gz").exists() and gzip.decompress((dst / "result.json.gz").read_bytes()) == body):
-        atomic_write(dst / "result.json.gz", gzip.compress(body, mtime=0))       # last: it marks the record whole
+    if accept and accept(json.loads(body)): return None
+    dst = Path(records) / (name or work.name) / slug(row) / f"seed{seed}"
+    old = dst / "result.json.gz"
+    stats = (src / "stats.npz").read_bytes() if (src / "stats.npz").exists() else None
+    same_stats = stats is None or ((dst / "stats.npz").exists() and (dst / "stats.npz").read_bytes() == stats)
+    if old.exists() and same_stats and gzip.decompress(old.read_bytes()) == body: return None
+    dst.mkdir(parents=True, exist_ok=True)
+    old.unlink(missing_ok=True)                        # no record claims a result while its stats are rewritten
+    if stats is not None: atomic_write(dst / "stats.npz", stats)
+    atomic_write(old, gzip.compress(body, mtime=0))    # last: it marks the record whole
     return dst
 
 
-def _same(path: Path, body: bytes) -> bool:
-    return path.exists() and path.read_bytes() == body
-
-
-def restore_records(work: Path, records: Path | None = RECORDS) -> list[str]:
-    """Put every recorded run of `work` that the work folder lacks back into it (stats.npz first, then result.json,
-    which marks a run finished). Returns the runs restored, as 'row-slug/seedK'."""
-    import gzip
+def restore_records(work: Path, records: Path | None = RECORDS, name: str | None = None, accept=None,
+                    need: tuple = ()) -> list[str]:
+    """Put every recorded run of `records`/`name` (default: the work folder's name) into `work` where its seed
+    folder does not exist yet or is empty (a folder with checkpoints holds a run of its own, maybe in progress:
+    left alone). stats.npz first, then result.json, which marks a run finished. `accept(result) -> None or why
+    not` can refuse a record; `need`: files a record must have. Returns the runs restored ('row-slug/seedK')."""
+    import gzip, zlib
     from rrg_tutorial.core import atomic_write
     if records is None: return []
-    here, got = Path(records) / work.name, []
+    here, got = Path(records) / (name or work.name), []
     for rec in sorted(here.glob("*/seed*/result.json.gz")):
         d = work / rec.parent.relative_to(here)
-        if (d / "result.json").exists(): continue
-        try: body = gzip.decompress(rec.read_bytes()); json.loads(body)
-        except (OSError, EOFError, ValueError) as e:
+        if d.exists() and any(d.iterdir()): continue
+        try: body = gzip.decompress(rec.read_bytes()); doc = json.loads(body)
+        except (OSError, EOFError, ValueError, zlib.error) as e:
             raise SystemExit(f"{rec}: not a readable run record ({e}); remove it to run that seed again") from e
+        lacks = [f for f in need if not (rec.parent / f).exists()]
+        why = f"it lacks {lacks}" if lacks else accept(doc) if accept else None
+        if why:
+            print(f"{rec.parent}: not restored: {why}", flush=True)
+            continue
         d.mkdir(parents=True, exist_ok=True)
         if (rec.parent / "stats.npz").exists(): atomic_write(d / "stats.npz", (rec.parent / "stats.npz").read_bytes())
         atomic_write(d / "result.json", body)
@@ -139,12 +150,13 @@ def restore_records(work: Path, records: Path | None = RECORDS) -> list[str]:
     return got
 
 
-def sync_records(work: Path, rows, seeds, records: Path | None = RECORDS) -> None:
+def sync_records(work: Path, rows, seeds, records: Path | None = RECORDS, name: str | None = None, accept=None,
+                 need: tuple = ()) -> None:
     "Restore the recorded runs the work folder lacks, keep a record of every finished run it has; say what moved."
-    got = restore_records(work, records)
+    got = restore_records(work, records, name, accept, need)
     if got: print(f"{len(got)} finished run(s) restored from the run records: {', '.join(got)}", flush=True)
-    kept = [f"{r} seed {s}" for r in rows for s in seeds if keep_record(work, r, s, records)]
-    if kept: print(f"run records ({Path(records) / work.name}): {len(kept)} finished run(s)", flush=True)
+    kept = [f"{r} seed {s}" for r in rows for s in seeds if keep_record(work, r, s, records, name, accept)]
+    if kept: print(f"kept in the run records ({Path(records) / (name or work.name)}): {', '.join(kept)}", flush=True)
 
 
 def train_config(prof: dict, row: str, seed: int):
@@ -191,7 +203,7 @@ def run_one(profile: str, row: str, seed: int, work: Path, records: Path | None 
                fit_seconds=fit_s, generate_seconds=gen_s, threads=torch.get_num_threads(),
                model_config=asdict(model.cfg), train_config=asdict(cfg), environment=environment())
     atomic_json(out / "result.json", res)
-    keep_record(work, row, seed, records)
+    keep_record(work, row, seed, records, record_name(profile))
     return res
 
 
@@ -415,8 +427,9 @@ def carry_over(previous: dict | None, doc: dict, wanted: list[str], ref: str = "
         if r not in previous["table"]["rows"]: out[r] = "not in the earlier file either"
         elif why: out[r] = f"{ref} is not the same runs as in the earlier file ({why})"
         else:
-            doc["table"]["rows"][r] = {**previous["table"]["rows"][r],
-                                       "carried_from": dict(date=env["date"], git_commit=env["git_commit"])}
+            prev = previous["table"]["rows"][r]
+            doc["table"]["rows"][r] = {**prev, "carried_from": prev.get("carried_from")
+                                       or dict(date=env["date"], git_commit=env["git_commit"])}
             doc["runs"][r] = previous["runs"][r]
             if r in previous.get("examples", {}): doc["examples"][r] = previous["examples"][r]
     doc["rows_run"] = [r for r in wanted if r in doc["table"]["rows"]]
@@ -431,10 +444,15 @@ def settings_key(prof: dict) -> str:
                                    sort_keys=True).encode()).hexdigest()[:10]
 
 
+def record_name(profile: str) -> str:
+    "The name of a profile's default work folder and of its run records: the script, the profile, the settings."
+    return f"offline_tables-{profile}-{settings_key(PROFILES[profile])}"
+
+
 def work_folder(profile: str, root: Path | None) -> Path:
     "The work folder of a profile: its settings decide the name, so changed settings never mix with old runs."
     from rrg_tutorial.core import cache_dir
-    name = f"offline_tables-{profile}-{settings_key(PROFILES[profile])}"                     # also the name of its run records
+    name = record_name(profile)                     # also the name of its run records
     return (Path(root) / name) if root else cache_dir("experiments", name)
 
 
@@ -521,11 +539,12 @@ def main(argv=None) -> int:
     out = a.out or REPO / "experiments" / "results" / f"offline_tables_{a.profile}.json"
     t0 = time.perf_counter()
     print(f"work folder: {work}", flush=True)
-    sync_records(work, rows, seeds, records)
+    sync = lambda: sync_records(work, rows, seeds, records, record_name(a.profile), need=("stats.npz",))
+    sync()
     base = baselines(a.profile, work)
     if not a.collect:
         run_all(a.profile, work, rows, seeds, a.jobs or prof["jobs"], a.threads or prof["threads"], records)
-        sync_records(work, rows, seeds, records)
+        sync()
     done = lambda r, s: (work / slug(r) / f"seed{s}" / "result.json").exists()
     missing = [f"{r} seed {s}" for r in rows for s in seeds if not done(r, s)]
     if missing: print(f"not finished, left out: {', '.join(missing)}")
@@ -535,10 +554,11 @@ def main(argv=None) -> int:
     if "RRG-Mamba" not in rows: raise SystemExit("no finished RRG-Mamba run to tabulate")
     results = {r: results[r] for r in rows}
     table = aggregate(a.profile, work, results, base, prof["n_boot"])
-    previous = previous_results(out, prof, prof["n_boot"])
-    tim = None if a.no_timing else timing(a.profile, work)
+    previous = None if a.no_carry else previous_results(out, prof, prof["n_boot"])
+    tim, tim_from = (None, None) if a.no_timing else (timing(a.profile, work), None)
     if tim is None and previous and previous.get("timing"):                 # --no-timing keeps the measured one
-        tim = {**previous["timing"], "carried_from": previous["environment"]["date"]}
+        tim = previous["timing"]
+        tim_from = previous.get("timing_carried_from") or previous["environment"]["date"]
     examples = {"ids": base["ids"][:8], "references": base["refs"][:8],
                 **{r: results[r][0]["hyps"][:8] for r in rows}}
     doc = dict(command=" ".join(shlex.quote(x) for x in ["python", "experiments/offline_tables.py", *(argv or sys.argv[1:])]),
@@ -548,10 +568,12 @@ def main(argv=None) -> int:
                run_minutes=sum(x["fit_seconds"] + x["generate_seconds"] for v in results.values() for x in v) / 60,
                runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")}
                                                                      for x in results[r]] for r in rows},
-               table=table, timing=tim, paper=PAPER, paper_table3=PAPER_TABLE3, examples=examples)
+               table=table, timing=tim, timing_carried_from=tim_from, paper=PAPER, paper_table3=PAPER_TABLE3,
+               examples=examples)
     if not a.no_carry:
         for r, why in carry_over(previous, doc, a.rows or prof["rows"]).items(): print(f"{r}: left out: {why}")
         if doc.get("carried"): print(f"carried from the earlier results file: {', '.join(doc['carried'])}")
+        doc["not_finished"] = [m for m in missing if not any(m.startswith(f"{r} seed ") for r in doc.get("carried", []))]
     rows = doc["rows_run"]
     atomic_json(out, doc)
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")

@@ -146,7 +146,7 @@ def test_llm_rows_are_carried_with_their_pairs_only_against_the_same_offline_sys
         names = [f"MambaXray-CTL ({r})" for r in llm]
         systems = {"RRG-Mamba": sys_(rrg), "most common report": sys_(0.1), **{n: sys_(0.2) for n in names}}
         pairs = {f"{a} - {b}": dict(value=0.0) for a in systems for b in systems if a != b}
-        return dict(environment=dict(date=date, git_commit="abc"), runs={r: [dict(seed=0)] for r in llm},
+        return dict(profile="ci", environment=dict(date=date, git_commit="abc"), runs={r: [dict(seed=0)] for r in llm},
                     rows_run=list(llm), table=dict(test_ids=["s1", "s2"], systems=systems, pairs=pairs,
                                                    examples={n: ["x ."] for n in systems}))
     previous = doc(["SFT", "SFT + CTL-FT"])
@@ -162,6 +162,12 @@ def test_llm_rows_are_carried_with_their_pairs_only_against_the_same_offline_sys
     changed = doc(["Vim: SFT + CTL-FT"], rrg=0.31)
     why = mx.carry_over(previous, changed, ["SFT", "Vim: SFT + CTL-FT"])
     assert "RRG-Mamba" in why["SFT"] and "MambaXray-CTL (SFT)" not in changed["table"]["systems"]
+    stale = doc(["SFT", "Vim: SFT + CTL-FT"])                        # a Vim run of other encoder settings
+    stale["runs"]["Vim: SFT + CTL-FT"] = [dict(seed=0, encoder="vim", vision={"img": 1})]
+    fresh = doc([])
+    assert "other encoder settings" in mx.carry_over(stale, fresh, ["Vim: SFT + CTL-FT"])["Vim: SFT + CTL-FT"]
+    assert mx.tag_problem("ci")(dict(row="Vim: SFT + CTL-FT", encoder="vim", vision={"img": 1}))
+    assert mx.tag_problem("ci")(dict(row="Vim: SFT + CTL-FT", encoder="vim", vision=mx.VISION["ci"])) is None
     other = doc(["Vim: SFT + CTL-FT"])
     other["table"]["test_ids"] = ["s3"]
     assert "other test studies" in mx.carry_over(previous, other, ["SFT"])["SFT"]

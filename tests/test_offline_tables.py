@@ -124,25 +124,39 @@ def _finished(work, row, seed, body=b'{"seed": 0, "hyps": ["a ."]}', stats=b"npz
 
 
 def test_run_records_travel_to_a_fresh_work_folder(tmp_path):
-    records, work = tmp_path / "records", tmp_path / "a" / "offline_tables-cpu-0123456789"
+    records, work = tmp_path / "records", tmp_path / "a" / "w"
+    name = "offline_tables-cpu-0123456789"                           # named by the settings, not by --work
     _finished(work, "RRG-Mamba", 0)
     (work / "w_o_cma" / "seed1").mkdir(parents=True)                # a run that did not finish: no record
-    rec = ot.keep_record(work, "RRG-Mamba", 0, records)
-    assert rec == records / work.name / "rrg_mamba" / "seed0" and (rec / "result.json.gz").exists()
-    assert ot.keep_record(work, "w/o CMA", 1, records) is None and ot.keep_record(work, "RRG-Mamba", 0, None) is None
-    mtime = (rec / "result.json.gz").stat().st_mtime_ns
-    ot.keep_record(work, "RRG-Mamba", 0, records)                   # unchanged: not rewritten
-    assert (rec / "result.json.gz").stat().st_mtime_ns == mtime
-    fresh = tmp_path / "b" / work.name                               # another machine: same settings, empty folder
-    assert ot.restore_records(fresh, records) == ["rrg_mamba/seed0"]
+    rec = ot.keep_record(work, "RRG-Mamba", 0, records, name)
+    assert rec == records / name / "rrg_mamba" / "seed0" and (rec / "result.json.gz").exists()
+    assert ot.keep_record(work, "w/o CMA", 1, records, name) is None and ot.keep_record(work, "RRG-Mamba", 0, None) is None
+    ino = (rec / "result.json.gz").stat().st_ino
+    assert ot.keep_record(work, "RRG-Mamba", 0, records, name) is None        # unchanged: not rewritten
+    assert (rec / "result.json.gz").stat().st_ino == ino
+    assert ot.keep_record(work, "RRG-Mamba", 0, records, name, accept=lambda r: "refused") is None
+    fresh = tmp_path / "b" / "elsewhere"                             # another machine: same settings, empty folder
+    assert ot.restore_records(fresh, records, name) == ["rrg_mamba/seed0"]
     d = fresh / "rrg_mamba" / "seed0"
     assert (d / "result.json").read_bytes() == (work / "rrg_mamba" / "seed0" / "result.json").read_bytes()
     assert (d / "stats.npz").read_bytes() == b"npz"
-    assert ot.restore_records(fresh, records) == []                  # already there: nothing to do
-    assert ot.restore_records(tmp_path / "c" / "offline_tables-cpu-other", records) == []   # other settings
+    assert ot.restore_records(fresh, records, name) == []            # already there: nothing to do
+    assert ot.restore_records(tmp_path / "c", records, "offline_tables-cpu-other") == []   # other settings
+    busy = tmp_path / "e" / "rrg_mamba" / "seed0"                   # a run of its own (checkpoints): left alone
+    busy.mkdir(parents=True)
+    (busy / "last.pt").write_bytes(b"ck")
+    assert ot.restore_records(tmp_path / "e", records, name) == [] and not (busy / "result.json").exists()
+    assert ot.restore_records(tmp_path / "f", records, name, accept=lambda r: "other encoder") == []
+    assert ot.restore_records(tmp_path / "g", records, name, need=("other.npz",)) == []
     (rec / "result.json.gz").write_bytes(b"not gzip")
     with pytest.raises(SystemExit, match="not a readable run record"):
-        ot.restore_records(tmp_path / "d" / work.name, records)
+        ot.restore_records(tmp_path / "d", records, name)
+    import gzip
+    bad = bytearray(gzip.compress(b'{"seed": 0, "hyps": ["a longer report ."]}' * 20))
+    bad[20:30] = b"\xff" * 10                                        # a damaged deflate stream
+    (rec / "result.json.gz").write_bytes(bytes(bad))
+    with pytest.raises(SystemExit, match="not a readable run record"):
+        ot.restore_records(tmp_path / "h", records, name)
 
 
 def _doc(rrg_values, rows=("RRG-Mamba", "w/o CMA"), date="2026-11-30"):
