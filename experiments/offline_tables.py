@@ -385,9 +385,13 @@ def environment() -> dict:
     cpu = platform.processor() or platform.machine()
     try: cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration): pass
+    try:                              # the vector instructions decide which kernels run, so the last bits of a run
+        flags = next(l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags"))
+        isa = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+    except (OSError, StopIteration): isa = None
     return dict(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), python=platform.python_version(),
                 torch=torch.__version__, numpy=np.__version__, platform=platform.platform(), cpu=cpu,
-                cpu_count=os.cpu_count(), cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                cpu_count=os.cpu_count(), cpu_isa=isa, cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                 git_commit=commit)
 
 

@@ -20,7 +20,7 @@ from .data import IMAGENET_MEAN, IMAGENET_STD, LAYOUTS, R2GenDataset, r2gen_tran
 from .reports import read_r2gen_annotation
 
 # %% auto #0
-__all__ = ['ENCODERS', 'FEATURE_CACHE_VERSION', 'EncoderSpec', 'lite0_weights_path', 'torchvision_weights_path',
+__all__ = ['ENCODERS', 'FEATURE_CACHE_VERSION', 'FEATURE_PASS', 'EncoderSpec', 'lite0_weights_path', 'torchvision_weights_path',
            'weights_identity', 'ViTGrid', 'Lite0Features', 'build_trunk', 'tokens_and_pooled', 'VisualExtractor',
            'param_table', 'feature_transform', 'feature_cache_key', 'FeatureCache', 'extract_grids', 'split_features',
            'R2GenFeatureDataset', 'feature_collate', 'feature_loader', 'fit_logistic', 'auroc', 'probe_findings']
@@ -227,7 +227,8 @@ def param_table(names=None) -> pd.DataFrame:
     return t
 
 # %% ../nbs/14_visual.ipynb #002d9291
-FEATURE_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 2    # 2: every forward pass has FEATURE_PASS images (1: batches of any size)
+FEATURE_PASS = 32            # images per forward pass of the extractor, the last pass zero-padded
 
 def feature_transform(image_size: int = 224):
     "The transform of cached features: R2Gen's eval transform (Resize to a square, ImageNet normalisation)."
@@ -300,6 +301,12 @@ def _split_paths(annotation: Path, image_dir: Path, split: str, n_views: int, id
     return list(df.id), [image_dir / p for r in df.itertuples() for p in r.image_path[:n_views]]
 
 # %% ../nbs/14_visual.ipynb #c274774a
+def _grid_pass(ve, x: torch.Tensor) -> torch.Tensor:
+    "Grids (n, C, h, w) of n <= FEATURE_PASS images in one pass of exactly FEATURE_PASS (zero-padded)."
+    n = len(x)
+    if n < FEATURE_PASS: x = torch.cat([x, x.new_zeros(FEATURE_PASS - n, *x.shape[1:])])   # (FEATURE_PASS, 3, H, W)
+    with torch.inference_mode(): return ve.grids(x.to(ve.scale.device))[:n, 0].float().cpu()
+
 def extract_grids(paths: list[Path], encoder: str = "efficientnet_lite0", pretrained: bool = True,
                   image_size: int = 224, batch_size: int = 32, cache: FeatureCache | None = None,
                   seed: int = 0, device=None, source: str = "the file list",
@@ -331,8 +338,7 @@ def extract_grids(paths: list[Path], encoder: str = "efficientnet_lite0", pretra
             if not batch: continue
             n_computed += len(batch)
             x = torch.stack([_read_image(Path(paths[rows[s][0]]), tf, source) for s in batch])  # (n, 3, H, W)
-            with torch.inference_mode():
-                g = ve.grids(x.to(ve.scale.device))[:, 0].float().cpu()   # (n, C, h, w)
+            g = torch.cat([_grid_pass(ve, x[j:j + FEATURE_PASS]) for j in range(0, len(x), FEATURE_PASS)])
             for s, gi in zip(batch, g):
                 if cache is not None: cache.put(s, gi)
                 out = _place(out, len(paths), rows[s], gi)

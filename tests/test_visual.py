@@ -174,3 +174,21 @@ def test_split_features_subset_of_ids(tmp_path):
     assert torch.equal(part["feats"], full["feats"][[2, 0]])
     with pytest.raises(KeyError, match="no item 'S3' in split 'train'"):
         V.split_features(ann, img, "train", ids=["S3"], **kw)
+
+
+def test_a_grid_does_not_depend_on_the_images_sharing_its_pass(tmp_path):
+    "Every pass has FEATURE_PASS images: an image's cached features are the same whatever was missing with it."
+    import numpy as np
+    from PIL import Image
+    from rrg_tutorial.visual import FEATURE_PASS, extract_grids
+    rng = np.random.default_rng(1)
+    paths = []
+    for k in range(FEATURE_PASS + 3):                                 # two passes, the second padded
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(paths[-1])
+    together, n = extract_grids(paths, pretrained=False, progress=False)
+    assert n == len(paths) and together.shape[0] == len(paths)
+    for part in (paths[FEATURE_PASS - 1:FEATURE_PASS + 1], paths[5:6]):
+        alone, _ = extract_grids(part, pretrained=False, progress=False, batch_size=1)
+        ix = [paths.index(p) for p in part]
+        assert torch.equal(together[ix], alone)
