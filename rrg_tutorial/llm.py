@@ -18,7 +18,7 @@ from .tokenizer import clean_report_iu
 # %% auto #0
 __all__ = ['PROMPT', 'SMOLLM2_GGUF', 'LLMDecoderConfig', 'smollm2_gguf', 'tiny_tokenizer', 'tiny_llm', 'load_llm', 'Mapper',
            'study_tokens', 'prompt_ids', 'target_ids', 'splice', 'ctl_loss', 'report_embedding', 'add_lora',
-           'ReportLLM', 'trainable_parameters', 'ReportText', 'bf16_pays', 'fit_decoder']
+           'ReportLLM', 'trainable_parameters', 'ReportText', 'fit_decoder']
 
 # %% ../nbs/20_llm.ipynb #e89a4b3a
 PROMPT = ("Human: <Img><ImageHere></Img> Generate a comprehensive and detailed diagnosis report "
@@ -286,13 +286,6 @@ class ReportText:
     def decode(self, ids) -> str: return self.clean(self.tokenizer.decode(ids, skip_special_tokens=True))
 
 # %% ../nbs/20_llm.ipynb #c6ff9e3a
-def bf16_pays(device) -> bool:
-    """Whether bfloat16 autocast is fast on `device`: a GPU with bfloat16, or a CPU whose instructions oneDNN runs
-    bfloat16 products on (AVX-512, AMX). Elsewhere those products are emulated, many times slower than float32."""
-    d = torch.device(device)
-    if d.type == "cuda": return torch.cuda.is_bf16_supported()
-    return d.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
 def fit_decoder(model: ReportLLM, batches, steps: int, lr: float = 1e-4, weight_decay: float = 0.05,
                 until=None, bf16: bool = False) -> list[dict]:
     """AdamW steps on the trainable parameters over `batches` (at most `steps`, or until `until(losses)`);
