@@ -648,16 +648,6 @@ def carry_over(previous: dict | None, doc: dict, wanted: list[str]) -> dict:
     return out
 
 
-def previous_results(path: Path, P: dict, n_boot: int) -> dict | None:
-    "The results file at `path` if it was written with the same run settings and resamples (else None)."
-    if not path.is_file(): return None
-    try: doc = json.loads(path.read_text())
-    except ValueError: return None
-    try: same = settings_key(doc["settings"]) == settings_key(P) and doc["table"]["n_boot"] == n_boot
-    except (KeyError, TypeError): return None
-    return doc if same else None
-
-
 def work_folder(profile: str, root: Path | None) -> Path:
     "The work folder of a profile, named by the settings that change a run (also the name of its run records)."
     from rrg_tutorial.core import cache_dir
@@ -754,7 +744,7 @@ def main(argv=None) -> int:
     for r, v in results.items():
         for x in v: check_tag(x, a.profile, r, work / slug(r) / f"seed{x['seed']}" / "result.json")
     out = a.out or REPO / "experiments" / "results" / f"mambaxray_tables_{a.profile}.json"
-    previous = None if a.no_carry else previous_results(out, P, P["n_boot"])
+    previous = None if a.no_carry else OT.previous_results(out, P, P["n_boot"], settings_key)
     if not results and previous is None: raise SystemExit("no finished run to tabulate")
     table = compare(a.profile, work, results, P["n_boot"], records=records)
     tim, tim_from = (None, None) if a.no_timing else (timing(a.profile, work), None)

@@ -405,12 +405,14 @@ def same_runs(then: dict, now: dict, metrics=METRICS) -> str | None:
     return None
 
 
-def previous_results(path: Path, prof: dict, n_boot: int) -> dict | None:
-    "The results file at `path` if it was written with the same run settings and resamples (else None)."
+def previous_results(path: Path, prof: dict, n_boot: int, key=None) -> dict | None:
+    """The results file at `path` if it was written with the same run settings (`key`: the script's settings hash,
+    default this one's) and resamples (else None)."""
+    key = key or settings_key
     if not path.is_file(): return None
     try: doc = json.loads(path.read_text())
     except ValueError: return None
-    try: same = settings_key(doc["settings"]) == settings_key(prof) and doc["table"]["n_boot"] == n_boot
+    try: same = key(doc["settings"]) == key(prof) and doc["table"]["n_boot"] == n_boot
     except (KeyError, TypeError): return None
     return doc if same else None
 
