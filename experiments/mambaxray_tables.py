@@ -643,9 +643,7 @@ def carry_over(previous: dict | None, doc: dict, wanted: list[str]) -> dict:
             k = f"{a} - {b}"
             if k in Tp["pairs"] and k not in T["pairs"] and {a, b} <= both and {a, b} & set(carried):
                 T["pairs"][k] = Tp["pairs"][k]
-    doc["rows_run"] = [r for r in wanted if r in doc["runs"]]
-    doc["carried"] = [r for r in left if r not in out]
-    return out
+    return OT.settle_carried(doc, wanted, doc["runs"], left, out)
 
 
 def work_folder(profile: str, root: Path | None) -> Path:
@@ -709,13 +707,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="results file (default experiments/results/mambaxray_tables_PROFILE.json)")
     p.add_argument("--no-timing", action="store_true", help="skip the side-by-side timing")
     p.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs")
-    p.add_argument("--records", type=Path, default=OT.RECORDS,
-                   help="where finished runs are kept beside the work folder, so that another machine can tabulate "
-                        "them (default experiments/runs; committed with the results file)")
-    p.add_argument("--no-records", action="store_true", help="keep no run records")
-    p.add_argument("--no-carry", action="store_true",
-                   help="leave out rows without finished runs here instead of carrying them from the earlier results "
-                        "file (carried only when the offline systems score the same in both)")
+    OT.add_record_args(p, "the offline systems score the same in both")
     p.add_argument("--one", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)   # a worker process
     a = p.parse_args(argv)
     records = None if a.no_records else a.records
@@ -761,7 +753,6 @@ def main(argv=None) -> int:
     if not a.no_carry:
         for r, why in carry_over(previous, doc, rows).items(): print(f"{r}: left out: {why}")
         if doc.get("carried"): print(f"carried from the earlier results file: {', '.join(doc['carried'])}")
-        doc["not_finished"] = [m for m in missing if not any(m.startswith(f"{r} seed ") for r in doc.get("carried", []))]
     if not doc["rows_run"]: raise SystemExit("no finished or carried run to tabulate")
     OT.atomic_json(out, doc)
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")

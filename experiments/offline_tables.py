@@ -438,9 +438,7 @@ def carry_over(previous: dict | None, doc: dict, wanted: list[str], ref: str = "
                                        or dict(date=env["date"], git_commit=env["git_commit"])}
             doc["runs"][r] = previous["runs"][r]
             if r in previous.get("examples", {}): doc["examples"][r] = previous["examples"][r]
-    doc["rows_run"] = [r for r in wanted if r in doc["table"]["rows"]]
-    doc["carried"] = [r for r in left if r not in out]
-    return out
+    return settle_carried(doc, wanted, doc["table"]["rows"], left, out)
 
 
 # ----------------------------------------------------------------------------------------------- driver
@@ -491,6 +489,27 @@ def run_workers(script: str, profile: str, work: Path, rows: list[str], seeds: l
     if failed: raise SystemExit("failed runs: " + "; ".join(failed))
 
 
+def add_record_args(p: argparse.ArgumentParser, carried_when: str) -> None:
+    "The command-line options of the run records and of carrying rows, shared by the experiment scripts."
+    p.add_argument("--records", type=Path, default=RECORDS,
+                   help="where finished runs are kept beside the work folder, so that another machine can tabulate "
+                        "them (default experiments/runs; committed with the results file)")
+    p.add_argument("--no-records", action="store_true", help="keep no run records")
+    p.add_argument("--no-carry", action="store_true",
+                   help="leave out rows without finished runs here instead of carrying them from the earlier results "
+                        f"file (carried only when {carried_when})")
+
+
+def settle_carried(doc: dict, wanted: list[str], have, left: list[str], out: dict) -> dict:
+    """After a carry: `rows_run` (the rows of `wanted` the file now has, in `have`), `carried` (the rows of `left`
+    that were carried) and `not_finished` without the seeds a carried row stands for. Returns `out`."""
+    doc["rows_run"] = [r for r in wanted if r in have]
+    doc["carried"] = [r for r in left if r not in out]
+    doc["not_finished"] = [m for m in doc.get("not_finished", [])
+                           if not any(m.startswith(f"{r} seed ") for r in doc["carried"])]
+    return out
+
+
 def records_args(records: Path | None) -> list[str]:
     "How a worker process is told where run records go (`--records DIR` or `--no-records`)."
     return ["--no-records"] if records is None else ["--records", str(records)]
@@ -520,13 +539,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-timing", action="store_true", help="skip Table 3's side-by-side timing")
     p.add_argument("--collect", action="store_true",
                    help="run nothing: tabulate the runs already finished in the work folder (a row needs >= 1 seed)")
-    p.add_argument("--records", type=Path, default=RECORDS,
-                   help="where finished runs are kept beside the work folder, so that another machine can tabulate "
-                        "them (default experiments/runs; committed with the results file)")
-    p.add_argument("--no-records", action="store_true", help="keep no run records")
-    p.add_argument("--no-carry", action="store_true",
-                   help="leave out rows without finished runs here instead of carrying them from the earlier results "
-                        "file (carried only when RRG-Mamba's runs are the same in both)")
+    add_record_args(p, "RRG-Mamba's runs are the same in both")
     p.add_argument("--one", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)   # a worker process
     a = p.parse_args(argv)
     records = None if a.no_records else a.records
@@ -579,7 +592,6 @@ def main(argv=None) -> int:
     if not a.no_carry:
         for r, why in carry_over(previous, doc, a.rows or prof["rows"]).items(): print(f"{r}: left out: {why}")
         if doc.get("carried"): print(f"carried from the earlier results file: {', '.join(doc['carried'])}")
-        doc["not_finished"] = [m for m in missing if not any(m.startswith(f"{r} seed ") for r in doc.get("carried", []))]
     rows = doc["rows_run"]
     atomic_json(out, doc)
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
