@@ -26,7 +26,7 @@ Results: one JSON file with the device, versions and the exact command.
 """
 from __future__ import annotations
 
-import argparse, hashlib, json, os, shlex, sys, time
+import argparse, functools, hashlib, json, os, shlex, sys, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,18 +68,19 @@ VISION = {
                ctl_eval_every=3, proj=64, text="minilm", max_len=64, seed=0),
 }
 
-# llm: lesson 20's names; bf16: autocast the frozen LLM to bfloat16 (on this CPU, with AVX-512 BF16, a training
-# step takes 0.6x the float32 time); offline: the offline_tables.py profile whose runs, data and features are shared.
+# llm: lesson 20's names; bf16: autocast the frozen LLM to bfloat16: True, False or "auto" (on where a bfloat16 matrix
+# product beats float32: on a CPU with AVX-512 BF16 a training step took 0.6x the float32 time, on one with AVX2 only
+# bfloat16 is emulated and a step took about 30x); offline: the offline_tables.py profile whose runs, data and features are shared.
 PROFILES = {
     "cpu": dict(llm="smollm2-135m", offline="cpu", n_train=None, n_val=64, n_test=200, steps=300, batch_size=8,
                 lr=3e-3, weight_decay=0.05, eval_every=50, ckpt_every=10, beam=3, min_new=20, max_new=50,
-                repetition_penalty=2.0, length_penalty=2.0, bf16=True, rows=list(ROWS), seeds=[0, 1], jobs=2,
+                repetition_penalty=2.0, length_penalty=2.0, bf16="auto", rows=list(ROWS), seeds=[0, 1], jobs=2,
                 threads=1, n_boot=1000, timing_steps=2, timing_rounds=2),
     # the paper's IU stage 3 setting for the decoder (Qwen1.5-1.8B-Chat, beam 5, 40-100 new tokens) over the same
     # frozen features; a GPU box
     "gpu": dict(llm="Qwen/Qwen1.5-1.8B-Chat", offline="gpu", n_train=None, n_val=None, n_test=None, steps=3600,
                 batch_size=20, lr=1e-4, weight_decay=0.05, eval_every=300, ckpt_every=100, beam=5, min_new=40,
-                max_new=100, repetition_penalty=2.0, length_penalty=2.0, bf16=True, rows=list(ROWS),
+                max_new=100, repetition_penalty=2.0, length_penalty=2.0, bf16="auto", rows=list(ROWS),
                 seeds=[0, 1, 2], jobs=1, threads=8, n_boot=1000, timing_steps=5, timing_rounds=3),
     "ci": dict(llm="tiny", offline="ci", n_train=32, n_val=8, n_test=12, steps=6, batch_size=4, lr=3e-3,
                weight_decay=0.05, eval_every=3, ckpt_every=2, beam=2, min_new=2, max_new=8, repetition_penalty=2.0,
@@ -164,10 +165,19 @@ def batch_at(feats, ids, reports, step: int, batch_size: int, seed: int, key: st
 
 
 # ----------------------------------------------------------------------------------------------- one run
-def _autocast(model, on: bool):
-    "bfloat16 autocast on the device the model lives on (the frozen LLM's matrix products); off: a no-op."
+@functools.lru_cache(maxsize=None)
+def bf16_on(flag, device_type: str) -> bool:
+    "A profile's bf16 (True, False or 'auto': where a bfloat16 matrix product beats float32) on this device."
+    from rrg_tutorial.llm import resolve_bf16
+    return resolve_bf16(flag, device_type)
+
+
+def _autocast(model, on):
+    """bfloat16 autocast on the device the model lives on (the frozen LLM's matrix products) when `on` (a profile's
+    bf16) resolves to True there; else a no-op."""
     import torch
-    return torch.autocast(model.before.device.type, dtype=torch.bfloat16, enabled=on)
+    dev = model.before.device.type
+    return torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16_on(on, dev))
 
 
 def heads(model) -> dict:
@@ -292,7 +302,8 @@ def run_one(profile: str, row: str, seed: int, work: Path, records: Path | None 
                best_step=state["best"]["step"], steps=state["step"], val_history=state["val"],
                loss_history=state["history"], train_seconds=state["seconds"], fit_seconds=fit_s,
                generate_seconds=gen_s, threads=torch.get_num_threads(), params=trainable_parameters(model),
-               settings={k: P[k] for k in RUN_KEYS}, ctl_weight=ROWS[row]["ctl_weight"], **run_tag(profile, row),
+               settings={k: P[k] for k in RUN_KEYS}, bf16_used=bf16_on(P["bf16"], model.before.device.type),
+               ctl_weight=ROWS[row]["ctl_weight"], **run_tag(profile, row),
                environment=OT.environment())
     OT.atomic_json(out / "result.json", res)
     OT.keep_record(work, row, seed, records, record_name(profile), tag_problem(profile))
@@ -597,7 +608,7 @@ def timing(profile: str, work: Path) -> dict:
         out[k]["epoch_time_vs_rrg_mamba"] = out[k]["minutes_per_epoch"] / base["minutes_per_epoch"]
         out[k]["generation_time_vs_rrg_mamba"] = out[k]["seconds_per_study_generated"] / base["seconds_per_study_generated"]
     OT.atomic_json(path, dict(systems=out, frozen_encoder="left out of every count: the cached EfficientNet-Lite0",
-                              bf16=P["bf16"], n_train=n_train))
+                              bf16=bf16_on(P["bf16"], model.before.device.type), n_train=n_train))
     return json.loads(path.read_text())
 
 

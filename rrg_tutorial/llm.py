@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_llm.ipynb #26d2c8fb
 from __future__ import annotations
-import importlib.util, os
+import copy, importlib.util, os, shutil, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +12,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import package_data_file
+from .core import cache_dir, package_data_file
 from .tokenizer import clean_report_iu
 
 # %% auto #0
 __all__ = ['PROMPT', 'SMOLLM2_GGUF', 'LLMDecoderConfig', 'smollm2_gguf', 'tiny_tokenizer', 'tiny_llm', 'load_llm', 'Mapper',
-           'study_tokens', 'prompt_ids', 'target_ids', 'splice', 'ctl_loss', 'report_embedding', 'add_lora',
-           'ReportLLM', 'trainable_parameters', 'ReportText', 'fit_decoder']
+           'study_tokens', 'prompt_ids', 'target_ids', 'splice', 'ctl_loss', 'report_embedding', 'report_margin',
+           'add_lora', 'ReportLLM', 'trainable_parameters', 'ReportText', 'fit_decoder', 'bf16_speedup', 'resolve_bf16']
 
 # %% ../nbs/20_llm.ipynb #e89a4b3a
 PROMPT = ("Human: <Img><ImageHere></Img> Generate a comprehensive and detailed diagnosis report "
@@ -98,6 +98,30 @@ def _quiet_loading():
         if was_on: hf_logging.enable_progress_bar()
 
 # %% ../nbs/20_llm.ipynb #94c29210
+def _smollm2(dtype: torch.dtype):
+    """SmolLM2-135M from its GGUF file, de-quantised once (most of a minute on two cores) into float32 safetensors
+    in the data cache, which read back bitwise identical in seconds."""
+    import transformers
+    from safetensors.torch import load_model, save_model
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    path = smollm2_gguf()
+    d = cache_dir("llm") / f"{path.stem}-{path.stat().st_size}-transformers{transformers.__version__}"
+    if not (d / "model.safetensors").is_file():
+        with _quiet_loading():
+            tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            lm = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        config = copy.deepcopy(lm.config)
+        config.__dict__.pop("quantization_config", None)              # the copy is plain float32
+        tmp = d.with_name(f".{d.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        config.save_pretrained(tmp), tok.save_pretrained(tmp), save_model(lm, str(tmp / "model.safetensors"))
+        try: os.replace(tmp, d)                                          # complete or absent, never half written
+        except OSError: shutil.rmtree(tmp, ignore_errors=True)           # another process got there first
+    tok = AutoTokenizer.from_pretrained(d)
+    lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d), dtype=dtype)
+    load_model(lm, str(d / "model.safetensors"))
+    return lm, tok
+
 def load_llm(name: str, texts=None, dtype: torch.dtype = torch.float32):
     "(causal LM, tokenizer) for `name`: 'tiny' (needs `texts`), 'smollm2-135m' (offline GGUF) or a hub name."
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -106,10 +130,7 @@ def load_llm(name: str, texts=None, dtype: torch.dtype = torch.float32):
             raise ValueError("the tiny LLM builds its vocabulary from texts: pass texts=[reports]")
         lm, tok = tiny_llm(texts)
     elif name == "smollm2-135m":
-        path = smollm2_gguf()
-        with _quiet_loading():
-            tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            lm = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+        lm, tok = _smollm2(dtype)
     else:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "")          # the cache only, no retries
         try:
@@ -215,6 +236,16 @@ def _check_batch(batch: dict):
                        "(B, V, C, h, w), got keys "
                        f"{sorted(batch) if isinstance(batch, dict) else type(batch).__name__}")
 
+def report_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The smallest teacher-forced margin over the scored tokens: each one's logit minus the largest other logit.
+    Above zero, greedy decoding says every report of the batch word for word (each step's argmax is its token)."""
+    lg, y = logits[:, :-1], labels[:, 1:]                     # position t predicts token t + 1
+    scored = y != -100
+    lg, y = lg[scored].float(), y[scored]                     # (n, V), (n,)
+    right = lg.gather(1, y[:, None]).squeeze(1)
+    other = lg.scatter(1, y[:, None], float("-inf")).amax(1)
+    return (right - other).min()
+
 def add_lora(llm: nn.Module, r: int, alpha: int) -> nn.Module:
     "LoRA adapters of rank r on the attention's q_proj and v_proj (peft); everything else stays frozen."
     from peft import LoraConfig, get_peft_model
@@ -247,17 +278,20 @@ class ReportLLM(nn.Module):
         v = batch["tokens"] if "tokens" in batch else study_tokens(batch["feats"])   # (B, N, D)
         return self.mapper(v.to(self.before.device))                                 # (B, N, H)
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict, margin: bool = False) -> dict:
+        "The losses of Eq. 10-12; `margin`: also the smallest teacher-forced margin of a report token."
         img = self.image_tokens(batch)                                                  # (B, N, H)
         tgt, tmask = target_ids(self.tokenizer, batch["report"], self.cfg.max_target_tokens)
         tgt, tmask = tgt.to(img.device), tmask.to(img.device)                           # (B, T)
         embed = self.llm.get_input_embeddings()
         x = splice(embed, self.before, img, self.after, tgt, tmask)
-        sft = self.llm(inputs_embeds=x["inputs_embeds"], attention_mask=x["attention_mask"],
-                       labels=x["labels"]).loss                                    # Eq. 10 (mean over tokens)
+        out = self.llm(inputs_embeds=x["inputs_embeds"], attention_mask=x["attention_mask"], labels=x["labels"])
+        sft = out.loss                                                                  # Eq. 10 (mean over tokens)
         txt = self.text_proj(report_embedding(embed, tgt, tmask))                       # (B, H)
         ctl = ctl_loss(img.mean(1), txt, self.cfg.tau)                                  # Eq. 11
-        return dict(loss=sft + self.cfg.ctl_weight * ctl, sft=sft, ctl=ctl)            # Eq. 12
+        res = dict(loss=sft + self.cfg.ctl_weight * ctl, sft=sft, ctl=ctl)             # Eq. 12
+        if margin: res["margin"] = report_margin(out.logits.detach(), x["labels"])
+        return res
 
     @torch.no_grad()
     def generate(self, batch: dict, beam_size: int | None = None, max_len: int | None = None,
@@ -287,16 +321,17 @@ class ReportText:
 
 # %% ../nbs/20_llm.ipynb #c6ff9e3a
 def fit_decoder(model: ReportLLM, batches, steps: int, lr: float = 1e-4, weight_decay: float = 0.05,
-                until=None, bf16: bool = False) -> list[dict]:
+                until=None, bf16: bool = False, margin: bool = False) -> list[dict]:
     """AdamW steps on the trainable parameters over `batches` (at most `steps`, or until `until(losses)`);
-    the losses. `bf16`: the forward pass under bfloat16 autocast (the frozen LLM's matrix products)."""
+    the losses (and with `margin` each step's `report_margin`). `bf16`: the forward pass under bfloat16 autocast
+    (the frozen LLM's matrix products)."""
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                             weight_decay=weight_decay)
     model.train()
     history = []
     for _, batch in zip(range(steps), batches):
         with torch.autocast(model.before.device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(batch)                           # Eq. 12
+            out = model(batch, margin=margin)            # Eq. 12
         out["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -304,3 +339,28 @@ def fit_decoder(model: ReportLLM, batches, steps: int, lr: float = 1e-4, weight_
         if until is not None and until(history[-1]): break
     model.eval()
     return history
+
+# %% ../nbs/20_llm.ipynb #e3cbb5b9
+def bf16_speedup(device="cpu", n: int = 256, reps: int = 3) -> float:
+    """How many times faster an n x n bfloat16 matrix product runs than a float32 one on `device` (best of `reps`
+    each); far below 1 where bfloat16 is emulated."""
+    device = torch.device(device)
+    a = torch.randn(n, n, device=device)
+    def best(x):
+        ts = []
+        for _ in range(reps + 1):                                   # the first is a warm-up
+            t0 = time.perf_counter()
+            x @ x
+            if device.type == "cuda": torch.cuda.synchronize()
+            ts.append(time.perf_counter() - t0)
+        return min(ts[1:])
+    return best(a) / best(a.bfloat16())
+
+def resolve_bf16(flag, device="cpu") -> bool:
+    "A profile's `bf16`: True, False, or 'auto' (on where a bfloat16 matrix product beats float32 on `device`)."
+    if isinstance(flag, bool): return flag
+    if flag != "auto": raise ValueError(f"bf16 must be True, False or 'auto', got {flag!r}")
+    device = torch.device(device)
+    if device.type == "cuda": return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bf16_speedup(device) > 1.0
+

@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from rrg_tutorial.llm import (LLMDecoderConfig, ReportLLM, ctl_loss, fit_decoder, load_llm, prompt_ids, splice,
-                              study_tokens, target_ids, trainable_parameters, ReportText)
+                              study_tokens, target_ids, trainable_parameters, ReportText, report_margin,
+                              resolve_bf16, bf16_speedup)
 
 REPORTS = ["the heart is normal in size . the lungs are clear .", "no acute cardiopulmonary abnormality .",
            "heart size normal . no pneumothorax or effusion .", "the lungs are hyperexpanded . no focal consolidation ."]
@@ -171,3 +172,39 @@ def test_fit_decoder_stops_when_asked(tiny):
     m = make(tiny)
     hist = fit_decoder(m, iter([batch()] * 50), steps=50, lr=1e-2, until=lambda losses: True)
     assert len(hist) == 1 and set(hist[0]) == {"loss", "sft", "ctl"}
+
+
+def test_report_margin_reads_only_the_scored_tokens():
+    lg = torch.zeros(2, 4, 5)
+    lg[0, 0, 1], lg[0, 1, 2], lg[0, 1, 4] = 3.0, 1.0, 0.25          # row 0: tokens 1, 2 win by 3 and 0.75
+    lg[1, 2, 3], lg[1, 2, 0] = 2.0, 0.5                               # row 1: token 3 wins by 1.5
+    lg[1, 0, 4] = 9.0                                                 # an unscored position: ignored
+    labels = torch.tensor([[-100, 1, 2, -100], [-100, -100, -100, 3]])
+    assert report_margin(lg, labels).item() == 0.75
+    labels[1, 3] = 2                                                  # now token 2 loses to 3 by 2
+    assert report_margin(lg, labels).item() == -2.0
+
+
+def test_a_positive_margin_means_greedy_decoding_says_every_report(tiny):
+    m = make(tiny)
+    b = batch()
+    hist = fit_decoder(m, iter([b] * 300), steps=300, lr=9e-3, margin=True,
+                       until=lambda losses: losses["margin"] > 0.5)
+    assert hist[0]["margin"] < 0 < hist[-1]["margin"] and len(hist) < 300
+    said = [m.tokenizer.decode(r) for r in m.generate(b, beam_size=1, repetition_penalty=1.0, length_penalty=1.0,
+                                                         min_new_tokens=0, max_new_tokens=20)]
+    assert said == REPORTS
+    with torch.no_grad():                                             # the weights generate just used
+        assert m(b, margin=True)["margin"] > 0 and "margin" not in m(b)
+
+
+def test_bf16_resolves_true_false_or_auto(monkeypatch):
+    import rrg_tutorial.llm as llm
+    assert resolve_bf16(True) is True and resolve_bf16(False) is False
+    assert isinstance(resolve_bf16("auto", "cpu"), bool) and bf16_speedup("cpu", n=64, reps=1) > 0
+    monkeypatch.setattr(llm, "bf16_speedup", lambda device: 0.03)    # emulated bfloat16 (AVX2 only)
+    assert resolve_bf16("auto", "cpu") is False
+    monkeypatch.setattr(llm, "bf16_speedup", lambda device: 1.7)     # AVX-512 BF16 / AMX
+    assert resolve_bf16("auto", "cpu") is True and resolve_bf16("auto", "meta") is False
+    with pytest.raises(ValueError, match="True, False or 'auto'"):
+        resolve_bf16("yes")
