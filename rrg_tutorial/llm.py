@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_llm.ipynb #26d2c8fb
 from __future__ import annotations
-import copy, importlib.util, os, shutil, time
+import copy, importlib.util, os, shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import cache_dir, package_data_file
+from .core import cache_dir, package_data_file, timeit
 from .tokenizer import clean_report_iu
 
 # %% auto #0
@@ -342,18 +342,11 @@ def fit_decoder(model: ReportLLM, batches, steps: int, lr: float = 1e-4, weight_
 
 # %% ../nbs/20_llm.ipynb #e3cbb5b9
 def bf16_speedup(device="cpu", n: int = 256, reps: int = 3) -> float:
-    """How many times faster an n x n bfloat16 matrix product runs than a float32 one on `device` (best of `reps`
-    each); far below 1 where bfloat16 is emulated."""
+    """How many times faster an n x n bfloat16 matrix product runs than a float32 one on `device` (lesson 0's
+    `timeit`, best of `reps` each after a warm-up); far below 1 where bfloat16 is emulated."""
     device = torch.device(device)
     a = torch.randn(n, n, device=device)
-    def best(x):
-        ts = []
-        for _ in range(reps + 1):                                   # the first is a warm-up
-            t0 = time.perf_counter()
-            x @ x
-            if device.type == "cuda": torch.cuda.synchronize()
-            ts.append(time.perf_counter() - t0)
-        return min(ts[1:])
+    best = lambda x: timeit(torch.matmul, x, x, repeats=reps, device=device).min
     return best(a) / best(a.bfloat16())
 
 def resolve_bf16(flag, device="cpu") -> bool:
