@@ -1,9 +1,10 @@
 """The RRG-Mamba paper's tables on the offline IU X-Ray set, every number from a real run.
 
 Rows: RRG-Mamba (GDLM-T over frozen pretrained EfficientNet-Lite0 features), Table 4's ablations, Table 5's GDLM-S,
-the comparison models (Transformer baseline, R2Gen-Mamba), each trained with several seeds, selected on the
-validation split only and scored once on the test split; the image-blind baselines (most common report, random
-report) and a nearest-neighbour retrieval baseline on the same visual features. Every metric gets a bootstrap 95%
+the comparison models (Transformer baseline, R2Gen-Mamba) and Fig. 4's sweep of the adapter's k, each trained with
+several seeds, selected on the validation split only and scored once on the test split; the image-blind baselines
+(most common report, random report), a nearest-neighbour retrieval baseline on the same visual features and a linear
+probe of the findings on those features turned into template reports. Every metric gets a bootstrap 95%
 interval over test studies; a row's seed mean gets one too (the same resamples for every run, so differences between
 rows are paired). Table 3: parameters and training time per epoch of every model, measured side by side in one
 process after the training runs.
@@ -14,8 +15,9 @@ records (experiments/runs/, committed), so a machine without the work folder tab
 a table can be built over several machines or sessions, a few runs at a time. Results: one JSON file with the device,
 versions and the exact command.
 
-    python experiments/offline_tables.py                      # the cpu profile: 8 rows x 3 seeds, 15-100 minutes a
-                                                              # run on one thread: about 10 hours on 2 cores
+    python experiments/offline_tables.py                      # the cpu profile: 12 rows x 3 seeds (with Fig. 4's
+                                                              # k sweep), 15-100 minutes a run on one thread:
+                                                              # about 15 hours on 2 cores
     python experiments/offline_tables.py --rows GDLM-S --seeds 0   # one run; then --collect to tabulate
     python experiments/offline_tables.py --profile ci         # a tiny end-to-end check (a minute)
 """
@@ -43,6 +45,9 @@ ROWS = {
     "GDLM-S": dict(gdlm="S"),
     "GDLM-T": dict(gdlm="T"),     # the gpu profile's RRG-Mamba is GDLM-B (the paper's); on the CPU it is GDLM-T
 }
+# Fig. 4: the adapter's word identification ratio k (RRG-Mamba is k = 0.5); the same model and cost as RRG-Mamba
+SWEEP_K = {f"k={k}": dict(k=k) for k in (0.1, 0.3, 0.7, 0.9)}
+ROWS.update(SWEEP_K)
 
 # Training settings per profile: a named config of rrg_tutorial.train plus overrides; what is evaluated.
 PROFILES = {
@@ -54,7 +59,7 @@ PROFILES = {
     # the paper's IU X-Ray setting (DenseNet-121 fine-tuned, GDLM-B, 30 epochs) on a GPU box; --data-dir: R2Gen's IU
     "gpu": dict(config="paper_iu", train=dict(n_val=None, ckpt_every=500, progress=True),
                 model_set={}, rows=["RRG-Mamba", "w/o CMA", "w/o GDLM", "w/o RoPE", "w/o CMA+GDLM", "GDLM-T",
-                                    "GDLM-S", "Transformer", "R2Gen-Mamba"],
+                                    "GDLM-S", "Transformer", "R2Gen-Mamba", *SWEEP_K],
                 seeds=[0, 1, 2], n_test=None, n_boot=1000, jobs=1, threads=8, timing_steps=10, timing_rounds=3),
     "ci": dict(config="ci", train=dict(n_train=32, n_val=8, epochs=1, ckpt_every=2, progress=False),
                model_set={}, rows=["RRG-Mamba", "Transformer"], seeds=[0, 1], n_test=16, n_boot=50, jobs=1,
@@ -239,10 +244,15 @@ def pooled_features(ds, mcfg):
     return torch.nn.functional.normalize(f.float().mean((1, 3, 4)), dim=-1)
 
 
+BASELINES = ("most common report", "nearest-neighbour retrieval", "label probe + template report")   # + random
+
+
 def baselines(profile: str, work: Path) -> dict:
-    "Most common report, random report (per seed) and 1-NN retrieval on pooled visual features; scored on test."
+    """Most common report, random report (per seed), 1-NN retrieval on pooled visual features and a linear probe's
+    findings turned into a template report; scored on test. Systems a cached baselines.json lacks are added."""
     path = work / "baselines.json"
-    if path.exists(): return json.loads(path.read_text())
+    old = json.loads(path.read_text()) if path.exists() else None
+    if old and all(n in old["systems"] for n in BASELINES): return old
     import torch
     from rrg_tutorial.evaluate import baseline_reports, study_stats, corpus_scores, diversity
     from rrg_tutorial.metrics import NLGScorer
@@ -268,13 +278,24 @@ def baselines(profile: str, work: Path) -> dict:
     # retrieval: the training report whose studies' pooled features (mean over views and the grid) are closest
     sim = pooled_features(test, mcfg) @ pooled_features(train, mcfg).T                                 # (n, N)
     systems["nearest-neighbour retrieval"] = [train_reports[j] for j in sim.argmax(1).tolist()]
-    out = {}
+    # lesson 17's linear probe: findings read from the features (C chosen on the validation studies the runs use),
+    # then the most common training report with those findings
+    from rrg_tutorial.tables import view_features, positive_findings, fit_label_probe, template_reports
+    val = split_dataset("val", tok, mcfg, cfg.n_val, cfg.data_dir)
+    y_train = positive_findings(train_reports)
+    probe, val_f1 = fit_label_probe(view_features(train), y_train, view_features(val),
+                                    positive_findings([tok.clean(r) for r in val.items.report]))
+    systems["label probe + template report"] = template_reports(probe.predict(view_features(test)), y_train,
+                                                                train_reports)
+    out = dict(old["systems"]) if old else {}              # systems scored before are kept as they are
     with NLGScorer() as scorer:
         for name, hyps in systems.items():
+            if name in out: continue
             st = study_stats(refs, hyps, scorer, truncate_words=tok.max_seq_length - 1)
             save_stats(work / "baselines" / f"{slug(name)}.npz", st)
             out[name] = dict(scores={k: float(v[0]) for k, v in corpus_scores(st).items()},
                              diversity=diversity(hyps), hyps=hyps, stats=f"baselines/{slug(name)}.npz")
+    out["label probe + template report"]["probe"] = dict(C=probe.C, val_micro_f1=val_f1)
     atomic_json(path, dict(ids=list(test.items.id), refs=refs, systems=out))
     return json.loads(path.read_text())
 
@@ -293,7 +314,7 @@ def timing(profile: str, work: Path) -> dict:
     from rrg_tutorial.reports import read_r2gen_annotation
     from rrg_tutorial.train import data_root
     trainers, batches = {}, {}
-    for row in prof["rows"]:
+    for row in [r for r in prof["rows"] if r not in SWEEP_K]:            # a k row costs what RRG-Mamba costs
         cfg = train_config(prof, row, 0)
         ann = read_r2gen_annotation(data_root(cfg.data_dir) / "annotation.json")
         n_train = min(cfg.n_train or 10**9, int((ann.split == "train").sum()))      # the runs' training set

@@ -12,8 +12,9 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['RESULT_KEYS', 'SHOW', 'read_results', 'load_results', 'results_frame', 'target_check', 'forest_plot', 'plot_rows',
-           'orderings', 'timing_frame', 'plot_val_curves', 'rerun_epochs']
+__all__ = ['RESULT_KEYS', 'SHOW', 'read_results', 'load_results', 'results_frame', 'target_check', 'view_features',
+           'positive_findings', 'micro_f1', 'LabelProbe', 'fit_label_probe', 'template_reports', 'forest_plot',
+           'plot_rows', 'orderings', 'timing_frame', 'plot_tradeoff', 'plot_val_curves', 'rerun_epochs']
 
 # %% ../nbs/17_tables.ipynb #d68a58ec
 from .train import TrainConfig, build_run
@@ -73,6 +74,69 @@ def target_check(doc: dict, row: str = "RRG-Mamba") -> pd.DataFrame:
                             verdict=verdict))
     return pd.DataFrame(out)
 
+# %% ../nbs/17_tables.ipynb #bd6530e1
+from .labeler import chexpert_labels, CHEXPERT_CLASSES
+
+def view_features(ds) -> np.ndarray:
+    """(N, V*C) one vector per study of a feature dataset (lesson 14's cached grids, as `split_dataset` gives them for
+    a feats_only model): each view's grid averaged over positions, the views side by side."""
+    if not hasattr(ds, "feats"):
+        raise TypeError(f"view_features needs a dataset of cached feature grids, got {type(ds).__name__}")
+    return torch.as_tensor(ds.feats[ds.rows]).float().mean((3, 4)).flatten(1).numpy()     # (N, V, C, h, w) -> (N, V*C)
+
+def positive_findings(reports) -> np.ndarray:
+    "(N, 14) bool: the findings the labeler calls positive (uncertain counts as absent, CE's first convention)."
+    return chexpert_labels(list(reports))[CHEXPERT_CLASSES].to_numpy() == 1
+
+def micro_f1(y: np.ndarray, g: np.ndarray) -> float:
+    "Micro F1 of predicted findings `g` against true findings `y`, both (N, 14) bool: CE micro F1 on labels."
+    tp, fp, fn = (y & g).sum(), (~y & g).sum(), (y & ~g).sum()
+    return float(2 * tp / max(1, 2 * tp + fp + fn))
+
+class LabelProbe:
+    "One L2-regularised logistic regression per finding on standardised features (`C`: inverse strength)."
+    def __init__(self, C: float = 0.01): self.C = C
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> "LabelProbe":
+        from sklearn.linear_model import LogisticRegression
+        if len(X) != len(Y) or Y.ndim != 2:
+            raise ValueError(f"LabelProbe.fit: X {X.shape} and Y {Y.shape} need one row of findings per study")
+        self.mu, self.sd = X.mean(0), X.std(0) + 1e-6
+        Z = (X - self.mu) / self.sd
+        # a finding that is always (or never) present in training is predicted as such
+        self.models = [LogisticRegression(C=self.C, max_iter=2000).fit(Z, y) if 0 < y.sum() < len(y)
+                       else bool(y.any()) for y in Y.T]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        "(N, 14) bool: finding present where its probability is above one half."
+        Z = (X - self.mu) / self.sd
+        return np.stack([np.full(len(Z), m) if isinstance(m, bool) else m.predict_proba(Z)[:, 1] > 0.5
+                         for m in self.models], 1)
+
+def fit_label_probe(X_train, Y_train, X_val, Y_val, Cs=(0.01, 0.1, 1.0)) -> tuple[LabelProbe, dict]:
+    "A probe per C; the one with the best validation micro F1 (the first on a tie). Returns it and every C's score."
+    probes = {C: LabelProbe(C).fit(X_train, Y_train) for C in Cs}
+    val = {C: micro_f1(Y_val, p.predict(X_val)) for C, p in probes.items()}
+    return probes[max(val, key=val.get)], val
+
+def template_reports(findings: np.ndarray, train_findings: np.ndarray, train_reports: list[str]) -> list[str]:
+    """Per study: the most common training report whose findings are exactly `findings[i]`; where no training report
+    has that set, the set with the fewest differing findings (ties: the set with more reports)."""
+    from collections import Counter
+    if len(train_findings) != len(train_reports):
+        raise ValueError(f"{len(train_findings)} rows of training findings for {len(train_reports)} training reports")
+    by = {}
+    for f, r in zip(map(tuple, train_findings), train_reports): by.setdefault(f, Counter())[r] += 1
+    sets = np.array(list(by))                                                          # (S, 14)
+    size = np.array([sum(c.values()) for c in by.values()])                            # (S,)
+    out = []
+    for f in findings:
+        key = tuple(f)
+        if key not in by: key = tuple(sets[np.lexsort((-size, (sets != f).sum(1)))[0]])   # nearest, then largest
+        out.append(by[key].most_common(1)[0][0])
+    return out
+
 # %% ../nbs/17_tables.ipynb #1583242d
 def forest_plot(entries: list, metrics, dpi: int = 100, row_height: float = 0.38):
     """One panel per metric and one line per entry, top to bottom: the 95% interval (bar), the point estimate (a dot
@@ -106,10 +170,10 @@ def plot_rows(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_nega
 # %% ../nbs/17_tables.ipynb #5715a106
 def orderings(doc: dict, metrics=("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr", "ce_micro_f1_uncertain_negative")
               ) -> pd.DataFrame:
-    "Each model row against RRG-Mamba: the paper's difference (where it has one) and ours with its 95% CI."
+    "Each model row (not Fig. 4's k sweep) against RRG-Mamba: the paper's difference and ours with its 95% CI."
     t, paper, out = doc["table"], doc["paper"], []
     for r in doc["rows_run"]:
-        if r == "RRG-Mamba" or "diff_from_rrg_mamba" not in t["rows"][r]: continue
+        if r == "RRG-Mamba" or r.startswith("k=") or "diff_from_rrg_mamba" not in t["rows"][r]: continue   # not Fig. 4
         p_ref = paper.get("GDLM-T" if r.startswith("GDLM") else "RRG-Mamba", {})
         for k in metrics:
             d = t["rows"][r]["diff_from_rrg_mamba"][k]
@@ -131,6 +195,34 @@ def timing_frame(doc: dict) -> pd.DataFrame:
                          "s / step": df.seconds_per_step, "min / epoch": df.minutes_per_epoch,
                          "ms / study (beam)": df.seconds_per_study * 1e3,
                          "time vs Transformer": df.time_vs_transformer}).astype(float)
+
+# %% ../nbs/17_tables.ipynb #3520c3c6
+def plot_tradeoff(doc: dict, metrics=("BLEU_4", "ce_micro_f1_uncertain_negative"), dpi: int = 100):
+    """Fig. 1 of the paper on a results file: each model row's seed mean and 95% interval (y) against its training
+    minutes per epoch (x, Table 3's timing), marker area proportional to its parameters; the most common report and
+    the retrieval baseline as horizontal lines (they need no training)."""
+    import matplotlib.pyplot as plt
+    t, tim = doc["table"], doc.get("timing")
+    if not tim: raise ValueError("this results file has no timing: it was run with --no-timing")
+    rows = [r for r in doc["rows_run"] if r in tim]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 4.2), dpi=dpi, squeeze=False)
+    for ax, k in zip(axes[0], metrics):
+        for i, r in enumerate(rows):
+            x, m, (lo, hi) = tim[r]["minutes_per_epoch"], t["rows"][r]["mean"][k], t["rows"][r]["ci"][k]
+            ax.errorbar(x, m, yerr=[[m - lo], [hi - m]], fmt="none", ecolor=f"C{i}", alpha=0.7, capsize=3)
+            ax.scatter(x, m, s=40 * tim[r]["params"] / 1e6, color=f"C{i}", edgecolor="k", alpha=0.85, zorder=3,
+                       label=f"{r} ({tim[r]['params'] / 1e6:.1f} M)")
+        for name, ls in (("most common report", ":"), ("nearest-neighbour retrieval", "--")):
+            if name in t["baselines"]: ax.axhline(t["baselines"][name]["scores"][k], color="grey", ls=ls, lw=1, label=name)
+        n = tim[rows[0]]["threads"]
+        ax.set(xlabel=f"training minutes per epoch ({'one CPU thread' if n == 1 else f'{n} CPU threads'})",
+               ylabel=SHOW.get(k, k))
+        ax.grid(alpha=0.3)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8,
+               markerscale=0.6, title="parameters", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
 
 # %% ../nbs/17_tables.ipynb #8fe1687c
 def plot_val_curves(doc: dict, dpi: int = 100):

@@ -89,6 +89,13 @@ def test_rows_build_their_configs():
         assert cfg.seed == 3 and all(cfg.model_set[k] == v for k, v in over.items())
     assert set(ot.PAPER) <= set(ot.ROWS)                          # every paper row has a model row
     assert "GDLM-T" not in ot.PROFILES["cpu"]["rows"]              # on the CPU, RRG-Mamba is GDLM-T already
+    from rrg_tutorial.model import preset
+    for row in ot.SWEEP_K:                                         # Fig. 4: only the adapter's k changes
+        cfg = ot.train_config(ot.PROFILES["cpu"], row, 0)
+        base = ot.train_config(ot.PROFILES["cpu"], "RRG-Mamba", 0)
+        assert row in ot.PROFILES["cpu"]["rows"] and preset(cfg.model, **cfg.model_set).k == float(row[2:])
+        assert {k: v for k, v in vars(cfg).items() if k != "model_set"} == \
+            {k: v for k, v in vars(base).items() if k != "model_set"}
 
 
 def test_help():
