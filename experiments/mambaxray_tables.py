@@ -765,6 +765,11 @@ def main(argv=None) -> int:
         for r, why in carry_over(previous, doc, rows).items(): print(f"{r}: left out: {why}")
         if doc.get("carried"): print(f"carried from the earlier results file: {', '.join(doc['carried'])}")
     if not doc["rows_run"]: raise SystemExit("no finished or carried run to tabulate")
+    doc["precision"] = {r: ["bfloat16" if x.get("bf16_used", x["settings"]["bf16"] is True) else "float32" for x in v]
+                        for r, v in doc["runs"].items()}            # "auto" resolves per machine: say what each run did
+    if len({p for v in doc["precision"].values() for p in v}) > 1:
+        print("note: these runs mix bfloat16 and float32 autocast (bf16 'auto' resolved on different machines); "
+              f"the results file says which run used which: {doc['precision']}")
     OT.atomic_json(out, doc)
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     for name, s in table["systems"].items():

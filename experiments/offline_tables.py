@@ -198,6 +198,7 @@ def run_one(profile: str, row: str, seed: int, work: Path, records: Path | None 
         st = study_stats(refs, hyps, scorer, truncate_words=tok.max_seq_length - 1)
         scores = {k: float(v[0]) for k, v in corpus_scores(st).items()}
     save_stats(out / "stats.npz", st)
+    known = adapter_findings(model, dl, st) if getattr(model, "cma", None) is not None else None
     log = [r for r in tr.state["history"] if r.get("epoch_seconds") is not None]
     res = dict(row=row, seed=seed, ids=ids, hyps=hyps, scores=scores, diversity=diversity(hyps),
                best_epoch=tr.state["best_epoch"], epochs_run=tr.state["epoch"], steps=tr.state["global_step"],
@@ -205,11 +206,32 @@ def run_one(profile: str, row: str, seed: int, work: Path, records: Path | None 
                                                  "epoch_seconds") if k in r} for r in log],
                params=sum(p.numel() for p in model.parameters()),
                trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
-               fit_seconds=fit_s, generate_seconds=gen_s, threads=torch.get_num_threads(),
+               adapter_findings=known, fit_seconds=fit_s, generate_seconds=gen_s, threads=torch.get_num_threads(),
                model_config=asdict(model.cfg), train_config=asdict(cfg), environment=environment())
     atomic_json(out / "result.json", res)
     keep_record(work, row, seed, records, record_name(profile))
     return res
+
+
+def adapter_findings(model, dl, st: dict, conv: str = "uncertain_negative") -> dict:
+    """What the adapter's classifier (Eq. 13's 14 logits, at the model's threshold) says of each test study, scored
+    like CE: against the labeler's reading of the reference report (does the model know the findings?) and of the
+    model's own generated report (does its generator say what it knows?). `st`: the study statistics of the
+    generated reports, in `dl`'s order. The predictions are kept per study as 14-bit integers (bit i: finding i of
+    the labeler's order)."""
+    import torch
+    from rrg_tutorial.tables import micro_f1
+    model.eval()
+    with torch.no_grad():
+        probs = [torch.sigmoid(model.encoder_input(model.features(b))[1]["logits"]) for b in dl]   # (B, 14) each
+    pred = torch.cat(probs).numpy() > model.cfg.cls_threshold                                       # (n, 14)
+    y, g = st[f"y_{conv}"], st[f"g_{conv}"]
+    if pred.shape != y.shape:
+        raise ValueError(f"adapter findings {pred.shape} and study statistics {y.shape} cover other studies")
+    return dict(threshold=model.cfg.cls_threshold, convention=conv,
+                micro_f1_vs_reference=micro_f1(y, pred), micro_f1_vs_own_reports=micro_f1(g, pred),
+                reports_micro_f1_vs_reference=micro_f1(y, g),
+                predicted=[int(sum(1 << i for i in np.flatnonzero(r))) for r in pred])
 
 
 def save_stats(path: Path, st: dict):
@@ -377,6 +399,8 @@ def aggregate(profile: str, work: Path, results: dict, base: dict, n_boot: int, 
                          ci={k: [float(np.quantile(boot[row][k], 0.025)), float(np.quantile(boot[row][k], 0.975))]
                              for k in BOOT_METRICS},
                          distinct_reports=div, best_epoch=[r["best_epoch"] for r in runs],
+                         adapter_micro_f1=[(r.get("adapter_findings") or {}).get("micro_f1_vs_reference")
+                                           for r in runs],
                          fit_minutes=[r["fit_seconds"] / 60 for r in runs])
     ref = "RRG-Mamba"
     for row in rows:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_evaluate.ipynb #76bd3e28
 from __future__ import annotations
-import argparse, json, math, sys
+import argparse, json, math, sys, threading
 from collections import Counter
 from pathlib import Path
 
@@ -47,9 +47,24 @@ def generate_reports(model, loader, tokenizer, beam_size: int = 3, max_len: int 
 
 # %% ../nbs/16_evaluate.ipynb #52759367
 def meteor_stats(scorer: NLGScorer, refs: list[str], hyps: list[str]) -> list[str]:
-    "METEOR's sufficient statistics of each (reference, hypothesis) pair, from the one running Java process."
+    """METEOR's sufficient statistics of each (reference, hypothesis) pair, from the one running Java process: the
+    `SCORE` lines pycocoevalcap's `Meteor._stat` sends, written by a second thread while this one reads the answers
+    (waiting for each answer before sending the next pair, as `_stat` does, is dominated by the round trips)."""
     m = scorer.meteor
-    with m.lock: return [m._stat(h, [r]) for r, h in zip(refs, hyps)]     # pycocoevalcap's own SCORE call
+    lines = [" ||| ".join(("SCORE", r, h.replace("|||", "").replace("  ", " "))) + "\n" for r, h in zip(refs, hyps)]
+    def send():
+        try:
+            for line in lines: m.meteor_p.stdin.write(line.encode())
+            m.meteor_p.stdin.flush()
+        except (BrokenPipeError, ValueError): pass             # the reader below reports the dead process
+    with m.lock:
+        writer = threading.Thread(target=send, daemon=True)
+        writer.start()
+        out = [m.meteor_p.stdout.readline().decode().strip() for _ in lines]
+        writer.join()
+    if lines and not out[-1]:
+        raise RuntimeError(f"METEOR's Java process stopped answering after {sum(map(bool, out))} of {len(lines)} pairs")
+    return out
 
 def meteor_eval(scorer: NLGScorer, stats: list[str]) -> tuple[float, list[float]]:
     "METEOR of a list of statistics lines (repeats allowed): (corpus score, per-line scores), by METEOR's EVAL."

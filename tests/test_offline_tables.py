@@ -202,3 +202,27 @@ def test_previous_results_needs_the_same_settings(tmp_path):
     other = {**prof, "train": {**prof["train"], "epochs": 9}}
     assert ot.previous_results(tmp_path / "r.json", other, prof["n_boot"]) is None
     assert ot.previous_results(tmp_path / "missing.json", prof, 10) is None
+
+
+def test_adapter_findings_score_the_classifier_against_reference_and_own_reports(stats):
+    "The adapter's 14 logits of each study, thresholded, scored against the reference labels and the model's reports."
+    import torch
+    from rrg_tutorial.model import build_model, preset
+    from rrg_tutorial.tables import micro_f1
+    c = preset("ci", vocab_size=30, grid=3)
+    torch.manual_seed(0)
+    m = build_model(c)
+    n = len(REFS)
+    feats = torch.randn(n, c.n_views, c.in_channels, c.grid, c.grid).relu()
+    dl = [dict(feats=feats[i:i + 6]) for i in range(0, n, 6)]                     # batches in study order
+    st = stats["mid"]
+    got = ot.adapter_findings(m, dl, st)
+    with torch.no_grad():
+        pred = torch.sigmoid(m.encoder_input(feats)[1]["logits"]).numpy() > c.cls_threshold   # (n, 14) at once
+    back = np.array([[(v >> i) & 1 for i in range(14)] for v in got["predicted"]], bool)
+    assert (back == pred).all() and len(got["predicted"]) == n
+    y, g = st["y_uncertain_negative"], st["g_uncertain_negative"]
+    assert got["micro_f1_vs_reference"] == micro_f1(y, pred) and got["micro_f1_vs_own_reports"] == micro_f1(g, pred)
+    assert got["reports_micro_f1_vs_reference"] == micro_f1(y, g) < 1
+    with pytest.raises(ValueError, match="other studies"):
+        ot.adapter_findings(m, dl[:1], st)
