@@ -464,6 +464,24 @@ def prepare_tokens(profile: str, work: Path, encoder: str, subsets: dict, setup:
         atomic_write(folder / f"tokens_{encoder}_{k}.pt", lambda f: torch.save(got, f))
 
 
+def encoder_histories(profile: str, work: Path) -> dict:
+    """How the Vim stages built in `work` trained: {'ARM': pretraining loss per logged step, 'CTL': InfoNCE loss and
+    validation recall (mean own-report R@1/5/10, the step kept is the best) with their chance levels}; {} when
+    no stage was built here (another machine tabulating run records)."""
+    import numpy as np
+    from rrg_tutorial.train import load_checkpoint
+    V, folder, out = VISION[profile], vision_folder(profile, work), {}
+    for name, file in (("ARM", "arm_backbone.pt"), ("CTL", "vim-arm-ctl.pt")):
+        if (folder / file).exists():
+            h = load_checkpoint(folder / file, "cpu")["meta"].get("history")
+            if h: out[name] = dict(h)
+    if "CTL" in out:
+        n_val = len(json.loads((work / "subsets.json").read_text())["val"])
+        out["CTL"].update(batch=V["ctl_batch"], loss_chance=float(np.log(V["ctl_batch"])), n_val=n_val,
+                          val_recall_chance=float(np.mean([min(k, n_val) / n_val for k in (1, 5, 10)])))
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- the comparison
 def offline_systems(profile: str, test_ids: list[str], records: Path | None = OT.RECORDS) -> dict:
     """Reports of RRG-Mamba, the Transformer (every finished seed) and the baselines of offline_tables.py on
@@ -760,7 +778,8 @@ def main(argv=None) -> int:
                work=work.name, wall_minutes=(time.perf_counter() - t0) / 60, not_finished=missing,
                runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")} for x in v]
                      for r, v in results.items()},
-               table=table, timing=tim, timing_carried_from=tim_from, paper=PAPER)
+               table=table, timing=tim, timing_carried_from=tim_from, paper=PAPER,
+               encoders=encoder_histories(a.profile, work) or (previous or {}).get("encoders") or {})
     if not a.no_carry:
         for r, why in carry_over(previous, doc, rows).items(): print(f"{r}: left out: {why}")
         if doc.get("carried"): print(f"carried from the earlier results file: {', '.join(doc['carried'])}")

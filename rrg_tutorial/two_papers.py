@@ -12,8 +12,8 @@ import pandas as pd
 from .tables import forest_plot, read_results
 
 # %% auto #0
-__all__ = ['RESULT_KEYS', 'SHOW', 'load_comparison', 'quality_frame', 'is_model', 'plot_systems', 'pairs_frame', 'verdicts',
-           'table2_frame', 'cost_frame', 'plot_costs', 'plot_llm_curves']
+__all__ = ['RESULT_KEYS', 'SHOW', 'TABLE2', 'load_comparison', 'quality_frame', 'is_model', 'plot_systems', 'pairs_frame',
+           'verdicts', 'table2_frame', 'cost_frame', 'plot_costs', 'plot_llm_curves']
 
 # %% ../nbs/21_two_papers.ipynb #bdfa506f
 RESULT_KEYS = ("command", "environment", "settings", "rows_run", "seeds", "runs", "table", "timing", "paper")
@@ -73,13 +73,23 @@ def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
     return cells.pivot(index="difference", columns="metric", values="cell")
 
 # %% ../nbs/21_two_papers.ipynb #468dcff0
-def table2_frame(doc: dict, metrics=("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr")) -> pd.DataFrame:
-    "SFT + CTL-FT minus SFT: the paper's difference (Table II, #4 - #7) and ours with its 95% CI and a verdict."
-    a, b = "MambaXray-CTL (SFT + CTL-FT)", "MambaXray-CTL (SFT)"
-    d, p = doc["table"]["pairs"][f"{a} - {b}"], doc["paper"]
+TABLE2 = {"CTL-FT": ("SFT + CTL-FT", "SFT"),                                  # #4 - #7: stage 3's InfoNCE term
+          "ARM": ("Vim ARM: SFT + CTL-FT", "Vim: SFT + CTL-FT"),              # #4 - #5: stage 1, pretraining
+          "CTL": ("Vim ARM + CTL: SFT + CTL-FT", "Vim ARM: SFT + CTL-FT")}     # #3 - #4: stage 2, image-report
+
+def table2_frame(doc: dict, stage: str = "CTL-FT", metrics=("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr")) -> pd.DataFrame:
+    """What one stage of Table II adds (`stage`: CTL-FT, ARM or CTL): the paper's difference between its rows with
+    and without it, and ours with its 95% CI and a verdict (reproduced / reversed / within noise)."""
+    if stage not in TABLE2: raise ValueError(f"stage must be one of {', '.join(TABLE2)}, got {stage!r}")
+    a, b = TABLE2[stage]
+    key = f"MambaXray-CTL ({a}) - MambaXray-CTL ({b})"
+    if key not in doc["table"]["pairs"]:
+        raise KeyError(f"the results file has no finished runs of both {a!r} and {b!r}: run them with "
+                       f"`python experiments/mambaxray_tables.py --rows '{a}' '{b}'`")
+    d, p = doc["table"]["pairs"][key], doc["paper"]
     out = []
     for k in metrics:
-        paper = p["SFT + CTL-FT"][k] - p["SFT"][k]
+        paper = p[a][k] - p[b][k]
         lo, hi = d[k]["ci"]
         ours = "+" if lo > 0 else "-" if hi < 0 else "0"
         same = (paper > 0) == (ours == "+")

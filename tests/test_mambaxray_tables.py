@@ -1,7 +1,7 @@
 """experiments/mambaxray_tables.py: a run killed after any step and resumed ends bitwise where an uninterrupted run
 ends; the training batches are seeded permutations; the test studies are fixed by hash, not by file order; work
 folders follow the settings; the command line explains itself."""
-import importlib.util, subprocess, sys
+import importlib.util, math, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -119,6 +119,12 @@ def test_vim_encoders_and_their_tokens(tmp_path, monkeypatch):
     with torch.no_grad():
         mine = (enc.forward_features(X[:, 0:1]) + enc.forward_features(X[:, 1:2])) / 2
     assert torch.allclose(mine, tok["vim-arm-ctl"], atol=1e-5)
+    # the results file records how the stages trained, with the chance levels to read them against
+    h = mx.encoder_histories("ci", work)
+    assert set(h) == {"ARM", "CTL"} and len(h["ARM"]["loss"]) == len(h["ARM"]["step"]) > 0
+    assert len(h["CTL"]["val_recall"]) == len(h["CTL"]["step"]) and h["CTL"]["n_val"] == 1
+    assert h["CTL"]["val_recall_chance"] == 1.0 and abs(h["CTL"]["loss_chance"] - math.log(V["ctl_batch"])) < 1e-12
+    assert mx.encoder_histories("ci", tmp_path / "elsewhere") == {}
     # stage 2 starts from the ARM weights: with a zero learning rate it leaves them, and the tokens, as they were
     monkeypatch.setitem(mx.VISION["ci"], "ctl_lr", 0.0)
     for enc in ("vim-arm", "vim-arm-ctl"): mx.prepare_tokens("ci", work, enc, subsets, setup)

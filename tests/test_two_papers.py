@@ -45,6 +45,20 @@ def test_verdicts_follow_the_intervals():
     assert verdicts(pairs_frame(doc)).shape == (1, 4)
 
 
+def test_table2_stages_take_their_own_rows_and_name_missing_runs():
+    a, b = "MambaXray-CTL (Vim ARM + CTL: SFT + CTL-FT)", "MambaXray-CTL (Vim ARM: SFT + CTL-FT)"
+    metrics = ("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr")
+    doc = {"table": {"pairs": {f"{a} - {b}": {k: dict(value=-0.02, ci=[-0.03, -0.01]) for k in metrics}}},
+           "paper": {"Vim ARM: SFT + CTL-FT": dict(BLEU_1=0.463, BLEU_4=0.185, ROUGE_L=0.364, CIDEr=0.451),
+                     "Vim ARM + CTL: SFT + CTL-FT": dict(BLEU_1=0.479, BLEU_4=0.193, ROUGE_L=0.375, CIDEr=0.607)}}
+    t = table2_frame(doc, "CTL").set_index("metric")
+    assert (t.verdict == "reversed").all() and abs(t.loc["CIDEr", "paper"] - 0.156) < 1e-9   # #3 - #4
+    with pytest.raises(KeyError, match="Vim: SFT"):
+        table2_frame(doc, "ARM")
+    with pytest.raises(ValueError, match="CTL-FT, ARM or CTL|CTL-FT, ARM, CTL"):
+        table2_frame(doc, "MAE")
+
+
 def test_frames_read_the_committed_file():
     doc = load_comparison(CI)
     q = quality_frame(doc)
