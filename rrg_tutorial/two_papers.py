@@ -13,7 +13,7 @@ from .tables import forest_plot, read_results
 
 # %% auto #0
 __all__ = ['RESULT_KEYS', 'SHOW', 'TABLE2', 'load_comparison', 'quality_frame', 'is_model', 'plot_systems', 'pairs_frame',
-           'verdicts', 'table2_frame', 'cost_frame', 'plot_costs', 'plot_llm_curves']
+           'verdicts', 'table2_frame', 'plot_encoder_stages', 'cost_frame', 'plot_costs', 'plot_llm_curves']
 
 # %% ../nbs/21_two_papers.ipynb #bdfa506f
 RESULT_KEYS = ("command", "environment", "settings", "rows_run", "seeds", "runs", "table", "timing", "paper")
@@ -96,6 +96,31 @@ def table2_frame(doc: dict, stage: str = "CTL-FT", metrics=("BLEU_1", "BLEU_4", 
         verdict = "within noise" if ours == "0" else "reproduced" if same else "reversed"
         out.append(dict(metric=SHOW.get(k, k), paper=paper, ours=d[k]["value"], lo=lo, hi=hi, verdict=verdict))
     return pd.DataFrame(out)
+
+# %% ../nbs/21_two_papers.ipynb #60626e70
+def plot_encoder_stages(doc: dict, dpi: int = 100):
+    "How the Vim's stages trained: ARM's loss; CTL's InfoNCE and validation recall with their chance levels."
+    import matplotlib.pyplot as plt
+    h = doc.get("encoders") or {}
+    if not h: raise ValueError("the results file records no Vim stage (no encoder row was built where it was written)")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 2.9), dpi=dpi)
+    if "ARM" in h:
+        axes[0].plot(h["ARM"]["step"], h["ARM"]["loss"], color="C0")
+    axes[0].set(title="stage 1, ARM: training loss", xlabel="step")
+    if "CTL" in h:
+        c = h["CTL"]
+        axes[1].plot(c["step"], c["loss"], "o-", color="C0")
+        axes[1].axhline(c["loss_chance"], ls="--", color="gray", label=f"chance: log {c['batch']}")
+        axes[2].plot(c["step"], c["val_recall"], "o-", color="C1")
+        k = int(np.argmax(c["val_recall"]))
+        axes[2].plot(c["step"][k], c["val_recall"][k], "o", ms=12, mfc="none", color="C3", label="step kept")
+        axes[2].axhline(c["val_recall_chance"], ls="--", color="gray", label="chance")
+        for ax in axes[1:]: ax.legend(fontsize=8)
+    axes[1].set(title="stage 2, CTL: InfoNCE (training)", xlabel="step")
+    axes[2].set(title="stage 2: validation recall (R@1/5/10)", xlabel="step")
+    for ax in axes: ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/21_two_papers.ipynb #7a858574
 def cost_frame(doc: dict) -> pd.DataFrame:

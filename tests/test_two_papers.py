@@ -89,3 +89,22 @@ def test_forest_plots_draw_every_system_with_its_interval():
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names
     assert sum(l.get_marker() == "D" for l in fig.axes[0].lines) == len(doc17["table"]["baselines"])
     plt.close(fig)
+
+
+def test_encoder_stages_plot_reads_the_recorded_histories():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rrg_tutorial.two_papers import plot_encoder_stages
+    with pytest.raises(ValueError, match="no Vim stage"):
+        plot_encoder_stages({"encoders": {}})
+    doc = {"encoders": {"ARM": dict(step=[10, 20], loss=[1.0, 0.8]),
+                        "CTL": dict(step=[50, 100, 150], loss=[4.1, 4.0, 3.9], val_recall=[0.1, 0.3, 0.2], batch=64,
+                                    loss_chance=4.16, n_val=64, val_recall_chance=0.083)}}
+    fig = plot_encoder_stages(doc)
+    arm, ctl, rec = fig.axes
+    assert list(arm.lines[0].get_ydata()) == [1.0, 0.8]
+    assert [l.get_ydata()[0] for l in ctl.lines[1:]] == [4.16]                      # the chance line
+    kept = [l for l in rec.lines if l.get_label() == "step kept"][0]
+    assert list(kept.get_xdata()) == [100] and list(kept.get_ydata()) == [0.3]      # the best validation recall
+    plt.close(fig)
