@@ -469,6 +469,7 @@ def encoder_histories(profile: str, work: Path) -> dict:
     validation recall (mean own-report R@1/5/10, the step kept is the best) with their chance levels}; {} when
     no stage was built here (another machine tabulating run records)."""
     import numpy as np
+    from rrg_tutorial.contrastive import chance_recall
     from rrg_tutorial.train import load_checkpoint
     V, folder, out = VISION[profile], vision_folder(profile, work), {}
     for name, file in (("ARM", "arm_backbone.pt"), ("CTL", "vim-arm-ctl.pt")):
@@ -478,7 +479,8 @@ def encoder_histories(profile: str, work: Path) -> dict:
     if "CTL" in out:
         n_val = len(json.loads((work / "subsets.json").read_text())["val"])
         out["CTL"].update(batch=V["ctl_batch"], loss_chance=float(np.log(V["ctl_batch"])), n_val=n_val,
-                          val_recall_chance=float(np.mean([min(k, n_val) / n_val for k in (1, 5, 10)])))
+                          val_recall_chance=float(np.mean([chance_recall(np.ones(n_val, int), k)    # val_score's
+                                                           for k in (1, 5, 10)])))                  # groups: own
     return out
 
 

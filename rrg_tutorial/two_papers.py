@@ -13,7 +13,8 @@ from .tables import forest_plot, read_results
 
 # %% auto #0
 __all__ = ['RESULT_KEYS', 'SHOW', 'TABLE2', 'load_comparison', 'quality_frame', 'is_model', 'plot_systems', 'pairs_frame',
-           'verdicts', 'table2_frame', 'plot_encoder_stages', 'cost_frame', 'plot_costs', 'plot_llm_curves']
+           'verdicts', 'seed_noise', 'table2_frame', 'plot_encoder_stages', 'cost_frame', 'plot_costs',
+           'plot_llm_curves']
 
 # %% ../nbs/21_two_papers.ipynb #bdfa506f
 RESULT_KEYS = ("command", "environment", "settings", "rows_run", "seeds", "runs", "table", "timing", "paper")
@@ -72,6 +73,18 @@ def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
     cells = frame.assign(cell=frame.apply(cell, axis=1))
     return cells.pivot(index="difference", columns="metric", values="cell")
 
+def seed_noise(doc: dict, metrics=tuple(SHOW)) -> pd.DataFrame:
+    """How far apart training runs of one LLM row land: per metric, the standard deviation between seeds pooled over
+    every LLM row with two seeds or more (each row's variance about its own mean, weighted by its degrees of
+    freedom), the degrees of freedom and the rows used. Empty where no row has two seeds."""
+    rows = {n: x for n, x in doc["table"].get("systems", {}).items()
+            if n.startswith("MambaXray") and len(x["seeds"]) > 1}
+    if not rows: return pd.DataFrame(columns=["sd", "dof", "rows"])
+    dof = sum(len(x["seeds"]) - 1 for x in rows.values())
+    ss = {k: sum(((np.asarray(x["values"][k]) - np.mean(x["values"][k])) ** 2).sum() for x in rows.values())
+          for k in metrics}
+    return pd.DataFrame({"sd": {k: np.sqrt(v / dof) for k, v in ss.items()}, "dof": dof, "rows": len(rows)})
+
 # %% ../nbs/21_two_papers.ipynb #468dcff0
 TABLE2 = {"CTL-FT": ("SFT + CTL-FT", "SFT"),                                  # #4 - #7: stage 3's InfoNCE term
           "ARM": ("Vim ARM: SFT + CTL-FT", "Vim: SFT + CTL-FT"),              # #4 - #5: stage 1, pretraining
@@ -79,22 +92,38 @@ TABLE2 = {"CTL-FT": ("SFT + CTL-FT", "SFT"),                                  # 
 
 def table2_frame(doc: dict, stage: str = "CTL-FT", metrics=("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr")) -> pd.DataFrame:
     """What one stage of Table II adds (`stage`: CTL-FT, ARM or CTL): the paper's difference between its rows with
-    and without it, and ours with its 95% CI and a verdict (reproduced / reversed / within noise)."""
+    and without it, ours with its 95% CI over test studies and a verdict (reproduced / reversed / within noise;
+    higher / lower for a metric the paper does not report). Where LLM rows have several seeds, also the interval
+    widened by the seed-to-seed noise (`seed_noise`, a t interval for the difference of two seed means, added in
+    quadrature to each side of the bootstrap interval) and the verdict on that."""
     if stage not in TABLE2: raise ValueError(f"stage must be one of {', '.join(TABLE2)}, got {stage!r}")
+    from scipy import stats
     a, b = TABLE2[stage]
     key = f"MambaXray-CTL ({a}) - MambaXray-CTL ({b})"
     if key not in doc["table"]["pairs"]:
         raise KeyError(f"the results file has no finished runs of both {a!r} and {b!r}: run them with "
                        f"`python experiments/mambaxray_tables.py --rows '{a}' '{b}'`")
     d, p = doc["table"]["pairs"][key], doc["paper"]
+    noise = seed_noise(doc, metrics)
+    if len(noise):
+        n = [len(doc["table"]["systems"][f"MambaXray-CTL ({r})"]["seeds"]) for r in (a, b)]
+        scale = stats.t.ppf(0.975, noise.dof.iloc[0]) * np.sqrt(1 / n[0] + 1 / n[1])
+    def verdict(lo, hi, paper):
+        sign = "+" if lo > 0 else "-" if hi < 0 else "0"
+        if sign == "0": return "within noise"
+        if np.isnan(paper): return "higher" if sign == "+" else "lower"
+        return "reproduced" if (paper > 0) == (sign == "+") else "reversed"
     out = []
     for k in metrics:
-        paper = p[a][k] - p[b][k]
-        lo, hi = d[k]["ci"]
-        ours = "+" if lo > 0 else "-" if hi < 0 else "0"
-        same = (paper > 0) == (ours == "+")
-        verdict = "within noise" if ours == "0" else "reproduced" if same else "reversed"
-        out.append(dict(metric=SHOW.get(k, k), paper=paper, ours=d[k]["value"], lo=lo, hi=hi, verdict=verdict))
+        paper = p[a][k] - p[b][k] if k in p[a] and k in p[b] else np.nan
+        v, (lo, hi) = d[k]["value"], d[k]["ci"]
+        row = dict(metric=SHOW.get(k, k), paper=paper, ours=v, lo=lo, hi=hi, verdict=verdict(lo, hi, paper))
+        if len(noise):
+            h = scale * noise.at[k, "sd"]                               # half-width from the seeds alone
+            lo2, hi2 = v - np.hypot(v - lo, h), v + np.hypot(hi - v, h)
+            row.update({"± seeds": h, "lo, seeds too": lo2, "hi, seeds too": hi2,
+                        "verdict, seeds too": verdict(lo2, hi2, paper)})
+        out.append(row)
     return pd.DataFrame(out)
 
 # %% ../nbs/21_two_papers.ipynb #60626e70

@@ -3,10 +3,11 @@ Table II comparison takes the paper's difference in the right direction, and the
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from rrg_tutorial.two_papers import (cost_frame, load_comparison, pairs_frame, quality_frame, table2_frame,
-                                     verdicts)
+from rrg_tutorial.two_papers import (cost_frame, load_comparison, pairs_frame, quality_frame, seed_noise,
+                                     table2_frame, verdicts)
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = ROOT / "experiments" / "results" / "mambaxray_tables_ci.json"
@@ -57,6 +58,29 @@ def test_table2_stages_take_their_own_rows_and_name_missing_runs():
         table2_frame(doc, "ARM")
     with pytest.raises(ValueError, match="stage must be one of CTL-FT, ARM, CTL, got .MAE."):
         table2_frame(doc, "MAE")
+
+
+def test_seed_noise_pools_the_rows_and_widens_the_table2_interval():
+    a, b = "MambaXray-CTL (SFT + CTL-FT)", "MambaXray-CTL (SFT)"
+    doc = _doc({k: [0.01, 0.03] for k in ("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr", "ce_micro_f1_uncertain_negative")})
+    assert "verdict, seeds too" not in table2_frame(doc)           # no systems: the test-study interval alone
+    metrics = ("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr", "ce_micro_f1_uncertain_negative")
+    vals = lambda *v: {k: list(v) for k in metrics}
+    doc["table"]["systems"] = {a: dict(seeds=[0, 1, 2], values=vals(0.10, 0.12, 0.14)),   # variance about 0.12: 8e-4
+                               b: dict(seeds=[0, 1], values=vals(0.20, 0.22)),             # about 0.21: 2e-4
+                               "RRG-Mamba": dict(seeds=[0, 1, 2], values=vals(0.0, 0.5, 1.0))}   # not an LLM row
+    n = seed_noise(doc, ("BLEU_4",))
+    assert n.at["BLEU_4", "dof"] == 3 and n.at["BLEU_4", "rows"] == 2
+    assert abs(n.at["BLEU_4", "sd"] - (1e-3 / 3) ** 0.5) < 1e-12     # (8e-4 + 2e-4) over 2 + 1 dof
+    t = table2_frame(doc).set_index("metric")
+    h = 3.182446305284263 * (1e-3 / 3) ** 0.5 * (1 / 3 + 1 / 2) ** 0.5     # t(0.975, 3 dof)
+    assert abs(t.at["BLEU-4", "± seeds"] - h) < 1e-9
+    assert abs(t.at["BLEU-4", "lo, seeds too"] - (0.02 - (0.01 ** 2 + h ** 2) ** 0.5)) < 1e-12
+    assert t.at["BLEU-4", "verdict"] == "reproduced" and t.at["BLEU-4", "verdict, seeds too"] == "within noise"
+    doc["table"]["pairs"][f"{a} - {b}"]["BLEU_4"] = dict(value=0.5, ci=[0.45, 0.55])
+    t = table2_frame(doc, metrics=("BLEU_4", "ce_micro_f1_uncertain_negative")).set_index("metric")
+    assert t.at["BLEU-4", "verdict, seeds too"] == "reproduced"
+    assert np.isnan(t.at["CE micro F1", "paper"]) and t.at["CE micro F1", "verdict"] == "higher"   # no paper value
 
 
 def test_frames_read_the_committed_file():
