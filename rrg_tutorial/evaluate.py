@@ -25,8 +25,8 @@ from .train import to_device
 __all__ = ['generate_reports', 'meteor_stats', 'meteor_eval', 'nlg_stats', 'bleu_from_counts', 'ce_stats', 'study_stats',
            'corpus_scores', 'diversity', 'score', 'bootstrap', 'baseline_reports', 'plot_intervals',
            'plot_report_frequencies', 'per_study', 'save_results', 'evaluate_checkpoint', 'main', 'report_sentences',
-           'sentence_matches', 'foreground_maps', 'plot_study', 'explore', 'read_views', 'report_for_images',
-           'generate_main']
+           'sentence_matches', 'adapter_readout', 'foreground_maps', 'plot_study', 'explore', 'read_views',
+           'report_for_images', 'generate_main']
 
 # %% ../nbs/16_evaluate.ipynb #af2ba889
 @torch.no_grad()
@@ -309,14 +309,21 @@ def sentence_matches(reference: str, generated: str, close: float = 0.6) -> tupl
     return [(s, tag(s, G)) for s in R], [(s, tag(s, R)) for s in G]
 
 @torch.no_grad()
-def foreground_maps(model, batch: dict) -> torch.Tensor | None:
-    "The adapter's foreground map per view (B, V, h, w) in [0, 1] (None for a model without the adapter)."
+def adapter_readout(model, batch: dict) -> dict | None:
+    """What the cross-modal adapter reads from a batch, in one pass: its foreground map per view (B, V, h, w) in
+    [0, 1] and its classifier's probabilities (B, classes); None for a model without the adapter."""
     model.eval()
     feats = model.features(to_device(batch, next(model.parameters()).device))    # (B, V, C, h, w)
     _, cma = model.encoder_input(feats)
     if cma is None: return None
     B, V, _, h, w = feats.shape
-    return cma["fore_map"].reshape(B, V, h, w).float().cpu()                      # patches in view order
+    return {"fore_map": cma["fore_map"].reshape(B, V, h, w).float().cpu(),      # patches in view order
+            "probs": cma["logits"].sigmoid().float().cpu()}                    # (B, classes)
+
+def foreground_maps(model, batch: dict) -> torch.Tensor | None:
+    "The adapter's foreground map per view (B, V, h, w) in [0, 1] (None for a model without the adapter)."
+    out = adapter_readout(model, batch)
+    return None if out is None else out["fore_map"]
 
 # %% ../nbs/16_evaluate.ipynb #56400acf
 _COLOURS = {"same": "#b7e4b0", "close": "#fbe3a1", "": "none"}

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rrg_tutorial.evaluate import (bootstrap, corpus_scores, diversity, read_views, report_sentences, score,
-                                   sentence_matches, study_stats)
+from rrg_tutorial.evaluate import (adapter_readout, bootstrap, corpus_scores, diversity, foreground_maps, read_views,
+                                   report_sentences, score, sentence_matches, study_stats)
 from rrg_tutorial.metrics import NLGScorer, ce_scores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +135,19 @@ def test_explorer_lists_studies_by_bleu4_and_redraws():
     pick.value = 0
     assert drawn == [1, 0]
     plt.close("all")
+
+
+def test_adapter_readout_is_the_adapters_map_and_classifier_in_one_pass():
+    from rrg_tutorial.model import build_model, preset
+    c = preset("ci", vocab_size=30, grid=3)
+    m = build_model(c).train()
+    torch.manual_seed(0)
+    b = dict(feats=torch.randn(2, c.n_views, c.in_channels, 3, 3).relu())
+    out = adapter_readout(m, b)
+    assert not m.training                                                       # evaluation mode, no dropout
+    with torch.no_grad(): _, cma = m.encoder_input(b["feats"])
+    torch.testing.assert_close(out["probs"], cma["logits"].sigmoid())
+    torch.testing.assert_close(out["fore_map"], cma["fore_map"].reshape(2, c.n_views, 3, 3))   # (B, V, h, w)
+    torch.testing.assert_close(foreground_maps(m, b), out["fore_map"])
+    assert adapter_readout(build_model(preset("ci", vocab_size=30, grid=3, use_cma=False)), b) is None
+
