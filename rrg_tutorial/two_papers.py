@@ -13,8 +13,8 @@ from .tables import forest_plot, read_results
 
 # %% auto #0
 __all__ = ['RESULT_KEYS', 'SHOW', 'TABLE2', 'load_comparison', 'quality_frame', 'is_model', 'plot_systems', 'pairs_frame',
-           'verdicts', 'seed_noise', 'table2_frame', 'plot_encoder_stages', 'cost_frame', 'plot_costs',
-           'plot_llm_curves']
+           'verdicts', 'seed_noise', 'widen_by_seeds', 'table2_frame', 'plot_encoder_stages', 'cost_frame',
+           'plot_costs', 'plot_llm_curves']
 
 # %% ../nbs/21_two_papers.ipynb #bdfa506f
 RESULT_KEYS = ("command", "environment", "settings", "rows_run", "seeds", "runs", "table", "timing", "paper")
@@ -85,6 +85,10 @@ def seed_noise(doc: dict, metrics=tuple(SHOW)) -> pd.DataFrame:
           for k in metrics}
     return pd.DataFrame({"sd": {k: np.sqrt(v / dof) for k, v in ss.items()}, "dof": dof, "rows": len(rows)})
 
+def widen_by_seeds(value, lo, hi, h):
+    "A difference's bootstrap interval [lo, hi] widened by a seed half-width h, in quadrature on each side."
+    return value - np.hypot(value - lo, h), value + np.hypot(hi - value, h)
+
 # %% ../nbs/21_two_papers.ipynb #468dcff0
 TABLE2 = {"CTL-FT": ("SFT + CTL-FT", "SFT"),                                  # #4 - #7: stage 3's InfoNCE term
           "ARM": ("Vim ARM: SFT + CTL-FT", "Vim: SFT + CTL-FT"),              # #4 - #5: stage 1, pretraining
@@ -93,7 +97,7 @@ TABLE2 = {"CTL-FT": ("SFT + CTL-FT", "SFT"),                                  # 
 def table2_frame(doc: dict, stage: str = "CTL-FT", metrics=("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr")) -> pd.DataFrame:
     """What one stage of Table II adds (`stage`: CTL-FT, ARM or CTL): the paper's difference between its rows with
     and without it, ours with its 95% CI over test studies and a verdict (reproduced / reversed / within noise;
-    higher / lower for a metric the paper does not report). Where LLM rows have several seeds, also the interval
+    above / below for a metric the paper does not report). Where LLM rows have several seeds, also the interval
     widened by the seed-to-seed noise (`seed_noise`, a t interval for the difference of two seed means, added in
     quadrature to each side of the bootstrap interval) and the verdict on that."""
     if stage not in TABLE2: raise ValueError(f"stage must be one of {', '.join(TABLE2)}, got {stage!r}")
@@ -111,7 +115,7 @@ def table2_frame(doc: dict, stage: str = "CTL-FT", metrics=("BLEU_1", "BLEU_4", 
     def verdict(lo, hi, paper):
         sign = "+" if lo > 0 else "-" if hi < 0 else "0"
         if sign == "0": return "within noise"
-        if np.isnan(paper): return "higher" if sign == "+" else "lower"
+        if np.isnan(paper): return "above" if sign == "+" else "below"              # as pairs_frame says it
         return "reproduced" if (paper > 0) == (sign == "+") else "reversed"
     out = []
     for k in metrics:
@@ -120,7 +124,7 @@ def table2_frame(doc: dict, stage: str = "CTL-FT", metrics=("BLEU_1", "BLEU_4", 
         row = dict(metric=SHOW.get(k, k), paper=paper, ours=v, lo=lo, hi=hi, verdict=verdict(lo, hi, paper))
         if len(noise):
             h = scale * noise.at[k, "sd"]                               # half-width from the seeds alone
-            lo2, hi2 = v - np.hypot(v - lo, h), v + np.hypot(hi - v, h)
+            lo2, hi2 = widen_by_seeds(v, lo, hi, h)
             row.update({"± seeds": h, "lo, seeds too": lo2, "hi, seeds too": hi2,
                         "verdict, seeds too": verdict(lo2, hi2, paper)})
         out.append(row)
