@@ -18,7 +18,8 @@ from .tokenizer import clean_report_iu
 # %% auto #0
 __all__ = ['PROMPT', 'SMOLLM2_GGUF', 'LLMDecoderConfig', 'smollm2_gguf', 'tiny_tokenizer', 'tiny_llm', 'load_llm', 'Mapper',
            'study_tokens', 'prompt_ids', 'target_ids', 'splice', 'ctl_loss', 'report_embedding', 'report_margin',
-           'add_lora', 'ReportLLM', 'trainable_parameters', 'ReportText', 'fit_decoder', 'bf16_speedup', 'resolve_bf16']
+           'add_lora', 'ReportLLM', 'trainable_parameters', 'ReportText', 'fit_decoder', 'bf16_speedup',
+           'cpu_bf16_instructions', 'resolve_bf16']
 
 # %% ../nbs/20_llm.ipynb #e89a4b3a
 PROMPT = ("Human: <Img><ImageHere></Img> Generate a comprehensive and detailed diagnosis report "
@@ -349,11 +350,21 @@ def bf16_speedup(device="cpu", n: int = 256, reps: int = 3) -> float:
     best = lambda x: timeit(torch.matmul, x, x, repeats=reps, device=device).min
     return best(a) / best(a.bfloat16())
 
-def resolve_bf16(flag, device="cpu") -> bool:
-    "A profile's `bf16`: True, False, or 'auto' (on where a bfloat16 matrix product beats float32 on `device`)."
+def cpu_bf16_instructions() -> bool | None:
+    """Whether this CPU does bfloat16 arithmetic in hardware, as `torch.cpu.get_capabilities()` reports it: on x86,
+    AVX-512 BF16 or AMX-BF16 (what oneDNN's bfloat16 matrix products use); None on other architectures."""
+    caps = torch.cpu.get_capabilities()
+    if caps.get("architecture") not in ("x86_64", "x86"): return None
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+def resolve_bf16(flag, device="cpu", margin: float = 1.2) -> bool:
+    """A profile's `bf16`: True, False, or 'auto': on CUDA where it supports bfloat16; on an x86 CPU where it has
+    bfloat16 instructions; on another CPU where a bfloat16 matrix product beats float32 by more than `margin`x
+    (best of 5)."""
     if isinstance(flag, bool): return flag
     if flag != "auto": raise ValueError(f"bf16 must be True, False or 'auto', got {flag!r}")
     device = torch.device(device)
     if device.type == "cuda": return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bf16_speedup(device) > 1.0
-
+    if device.type != "cpu": return False
+    native = cpu_bf16_instructions()
+    return native if native is not None else bf16_speedup(device, reps=5) > margin

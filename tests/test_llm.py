@@ -202,9 +202,21 @@ def test_bf16_resolves_true_false_or_auto(monkeypatch):
     import rrg_tutorial.llm as llm
     assert resolve_bf16(True) is True and resolve_bf16(False) is False
     assert isinstance(resolve_bf16("auto", "cpu"), bool) and bf16_speedup("cpu", n=64, reps=1) > 0
-    monkeypatch.setattr(llm, "bf16_speedup", lambda device: 0.03)    # emulated bfloat16 (AVX2 only)
-    assert resolve_bf16("auto", "cpu") is False
-    monkeypatch.setattr(llm, "bf16_speedup", lambda device: 1.7)     # AVX-512 BF16 / AMX
-    assert resolve_bf16("auto", "cpu") is True and resolve_bf16("auto", "meta") is False
+    caps = lambda **kw: (lambda: {"architecture": "x86_64", "avx512_bf16": False, "amx_bf16": False, **kw})
+    # on x86 the processor's bfloat16 instructions decide, whatever one timing says
+    monkeypatch.setattr(llm, "bf16_speedup", lambda device, reps=3: 0.9)   # a noisy timing below 1
+    monkeypatch.setattr(torch.cpu, "get_capabilities", caps(amx_bf16=True))
+    assert llm.cpu_bf16_instructions() is True and resolve_bf16("auto", "cpu") is True
+    monkeypatch.setattr(torch.cpu, "get_capabilities", caps(avx512_bf16=True))
+    assert resolve_bf16("auto", "cpu") is True
+    monkeypatch.setattr(llm, "bf16_speedup", lambda device, reps=3: 1.3)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", caps())            # AVX2 only: bfloat16 is emulated
+    assert llm.cpu_bf16_instructions() is False and resolve_bf16("auto", "cpu") is False
+    # elsewhere (Arm) the timing decides, and bfloat16 must win by the margin
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"architecture": "arm64", "bf16": True})
+    assert llm.cpu_bf16_instructions() is None
+    assert resolve_bf16("auto", "cpu") is True and resolve_bf16("auto", "cpu", margin=1.5) is False
+    monkeypatch.setattr(llm, "bf16_speedup", lambda device, reps=3: 1.1)   # within the margin: float32
+    assert resolve_bf16("auto", "cpu") is False and resolve_bf16("auto", "meta") is False
     with pytest.raises(ValueError, match="True, False or 'auto'"):
         resolve_bf16("yes")
