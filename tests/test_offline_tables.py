@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rrg_tutorial.evaluate import corpus_scores, study_stats
+from rrg_tutorial.metrics import NLGScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "offline_tables.py"
@@ -24,8 +25,9 @@ MID = [r if i % 2 else BAD[0] for i, r in enumerate(REFS)]
 
 @pytest.fixture(scope="module")
 def stats():
-    return {name: study_stats(REFS, hyps, None, truncate_words=5) for name, hyps in
-            (("good", GOOD), ("bad", BAD), ("mid", MID))}
+    with NLGScorer() as scorer:                                  # one METEOR process for the three systems
+        return {name: study_stats(REFS, hyps, scorer, truncate_words=5) for name, hyps in
+                (("good", GOOD), ("bad", BAD), ("mid", MID))}
 
 
 def test_stats_round_trip(tmp_path, stats):
