@@ -170,14 +170,16 @@ def score(refs, hyps, truncate_words: int | None = 59, scorer: NLGScorer | None 
     return {**{k: float(v[0]) for k, v in corpus_scores(st).items()}, **diversity(st["hyps"])}
 
 def bootstrap(st: dict, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, meteor_boot: int | None = None):
-    "Point estimates and percentile (1 - alpha) intervals over studies resampled with replacement, per metric."
+    """Point estimates and percentile (1 - alpha) intervals over studies resampled with replacement, per metric.
+    `meteor_boot`: how many of the resamples METEOR gets (None: all `n_boot`; 0: none, METEOR without an interval)."""
+    if meteor_boot is not None and meteor_boot < 0: raise ValueError(f"meteor_boot must be >= 0, got {meteor_boot}")
     rng = np.random.default_rng(seed)
     n = st["n"]
     w = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)])   # (B, n) counts
     point = corpus_scores(st, meteor="scorer" in st or "meteor_corpus" in st)
     boot = corpus_scores(st, w, meteor=False)
-    if "scorer" in st:                                     # METEOR: Java aggregates each resample's stats lines
-        wm = w[:meteor_boot or n_boot]
+    if "scorer" in st and meteor_boot != 0:               # METEOR: Java aggregates each resample's stats lines
+        wm = w[:n_boot if meteor_boot is None else meteor_boot]
         boot.update({k: _meteor(st, key, wm) for k, key in (("METEOR", "full"), ("METEOR_cut", "cut")) if key in st})
     rows = {k: dict(value=float(point[k][0]), lo=np.quantile(v, alpha / 2), hi=np.quantile(v, 1 - alpha / 2),
                     n_boot=len(v)) for k, v in boot.items()}

@@ -56,6 +56,13 @@ def test_bootstrap_contains_estimate_and_is_reproducible(stats):
     assert {"BLEU_4", "METEOR", "CIDEr", "BLEU_4_cut", "METEOR_cut", "ce_macro_f1_uncertain_positive"} <= set(boot.index)
     assert (boot.lo <= boot.value + 1e-12).all() and (boot.value <= boot.hi + 1e-12).all()
     assert (boot.hi - boot.lo).loc[["BLEU_4", "ROUGE_L", "CIDEr", "METEOR"]].gt(0).all()    # studies differ: a real spread
+    # METEOR's own number of resamples: a few, or none at all (then no interval, the other metrics unchanged)
+    few, none = bootstrap(stats, 200, seed=1, meteor_boot=7), bootstrap(stats, 200, seed=1, meteor_boot=0)
+    assert few.loc["METEOR", "n_boot"] == 7 and few.loc["BLEU_4", "n_boot"] == 200
+    assert none.loc[["METEOR", "METEOR_cut"], "n_boot"].eq(0).all() and none.loc["METEOR", "lo"] != none.loc["METEOR", "lo"]
+    assert none.loc["METEOR", "value"] == a.loc["METEOR", "value"] and none.drop(index=["METEOR", "METEOR_cut"]).equals(
+        a.drop(index=["METEOR", "METEOR_cut"]))
+    with pytest.raises(ValueError, match="meteor_boot"): bootstrap(stats, 10, meteor_boot=-1)
 
 
 def test_bootstrap_resample_equals_scoring_the_resample(scorer, stats):
