@@ -352,7 +352,9 @@ def bf16_speedup(device="cpu", n: int = 256, reps: int = 3) -> float:
 
 def cpu_bf16_instructions() -> bool | None:
     """Whether this CPU does bfloat16 arithmetic in hardware, as `torch.cpu.get_capabilities()` reports it: on x86,
-    AVX-512 BF16 or AMX-BF16 (what oneDNN's bfloat16 matrix products use); None on other architectures."""
+    AVX-512 BF16 or AMX-BF16 (what oneDNN's bfloat16 matrix products use); None on other architectures, or where
+    this PyTorch is too old to say."""
+    if not hasattr(torch.cpu, "get_capabilities"): return None
     caps = torch.cpu.get_capabilities()
     if caps.get("architecture") not in ("x86_64", "x86"): return None
     return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
