@@ -215,9 +215,9 @@ def test_bf16_resolves_true_false_or_auto(monkeypatch):
     # elsewhere (Arm) the timing decides, and bfloat16 must win by the margin
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"architecture": "arm64", "bf16": True})
     assert llm.cpu_bf16_instructions() is None
+    assert resolve_bf16("auto", "cpu") is True and resolve_bf16("auto", "cpu", margin=1.5) is False
     monkeypatch.delattr(torch.cpu, "get_capabilities")                  # an older PyTorch: no answer, so timed
     assert llm.cpu_bf16_instructions() is None and resolve_bf16("auto", "cpu") is True
-    assert resolve_bf16("auto", "cpu") is True and resolve_bf16("auto", "cpu", margin=1.5) is False
     monkeypatch.setattr(llm, "bf16_speedup", lambda device, reps=3: 1.1)   # within the margin: float32
     assert resolve_bf16("auto", "cpu") is False and resolve_bf16("auto", "meta") is False
     with pytest.raises(ValueError, match="True, False or 'auto'"):
