@@ -68,9 +68,10 @@ VISION = {
                ctl_eval_every=3, proj=64, text="minilm", max_len=64, seed=0),
 }
 
-# llm: lesson 20's names; bf16: autocast the frozen LLM to bfloat16: True, False or "auto" (on where the device does bfloat16
-# in hardware, `llm.resolve_bf16`: on a CPU with AVX-512 BF16 a training step took 0.6x the float32 time, on one with AVX2 only
-# bfloat16 is emulated and a step took about 30x); offline: the offline_tables.py profile whose runs, data and features are shared.
+# llm: lesson 20's names; bf16: autocast the frozen LLM to bfloat16: True, False or "auto" (`llm.resolve_bf16`: on where CUDA
+# supports bfloat16 or an x86 CPU reports bfloat16 instructions, elsewhere where a timed bfloat16 matrix product wins by 1.2x;
+# on a CPU with AVX-512 BF16 a training step took 0.6x the float32 time, on one with AVX2 only bfloat16 is emulated and a step
+# took about 30x); offline: the offline_tables.py profile whose runs, data and features are shared.
 PROFILES = {
     "cpu": dict(llm="smollm2-135m", offline="cpu", n_train=None, n_val=64, n_test=200, steps=300, batch_size=8,
                 lr=3e-3, weight_decay=0.05, eval_every=50, ckpt_every=10, beam=3, min_new=20, max_new=50,
@@ -167,7 +168,7 @@ def batch_at(feats, ids, reports, step: int, batch_size: int, seed: int, key: st
 # ----------------------------------------------------------------------------------------------- one run
 @functools.lru_cache(maxsize=None)
 def bf16_on(flag, device_type: str) -> bool:
-    "A profile's bf16 (True, False or 'auto': where this device does bfloat16 in hardware, `llm.resolve_bf16`)."
+    "A profile's bf16 (True, False or 'auto', decided by `llm.resolve_bf16`)."
     from rrg_tutorial.llm import resolve_bf16
     return resolve_bf16(flag, device_type)
 
