@@ -186,7 +186,10 @@ def run_one(profile: str, row: str, seed: int, work: Path, records: Path | None 
     t0 = time.perf_counter()
     tr = build_run(cfg, out)
     tr.fit(resume=True)
-    fit_s = time.perf_counter() - t0
+    # the trainer's clock survives a resume; a run resumed from a checkpoint older than that clock has only this
+    # process's time, and says so
+    whole = tr.state.get("seconds") is not None
+    fit_s = tr.state["seconds"] if whole else time.perf_counter() - t0
     model, tok = tr.raw_model, tokenizer_from_state(tr.meta["tokenizer"])
     model.load_state_dict(load_checkpoint(out / "best.pt")["model"])           # selected on validation
     ds = split_dataset("test", tok, model.cfg, prof["n_test"], cfg.data_dir)
@@ -206,7 +209,7 @@ def run_one(profile: str, row: str, seed: int, work: Path, records: Path | None 
                                                  "epoch_seconds") if k in r} for r in log],
                params=sum(p.numel() for p in model.parameters()),
                trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
-               adapter_findings=known, fit_seconds=fit_s, generate_seconds=gen_s, threads=torch.get_num_threads(),
+               adapter_findings=known, fit_seconds=fit_s, fit_seconds_whole_run=whole, generate_seconds=gen_s, threads=torch.get_num_threads(),
                model_config=asdict(model.cfg), train_config=asdict(cfg), environment=environment())
     atomic_json(out / "result.json", res)
     keep_record(work, row, seed, records, record_name(profile))
@@ -630,6 +633,8 @@ def main(argv=None) -> int:
                environment=environment(), work=work.name,
                wall_minutes=(time.perf_counter() - t0) / 60, not_finished=missing,
                run_minutes=sum(x["fit_seconds"] + x["generate_seconds"] for v in results.values() for x in v) / 60,
+               run_minutes_partial=[f"{r} seed {x['seed']}" for r, v in results.items() for x in v
+                                    if x.get("fit_seconds_whole_run") is False],   # resumed: last process only
                runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")}
                                                                      for x in results[r]] for r in rows},
                table=table, timing=tim, timing_carried_from=tim_from, paper=PAPER, paper_table3=PAPER_TABLE3,

@@ -460,9 +460,15 @@ class Trainer(TrainerSetup, TrainerCheckpoints, TrainerSelection):
         cfg = self.cfg
         if resume and (self.out / "last.pt").exists(): self.load(self.out / "last.pt")
         st = self.state
+        # seconds spent in steps and validation, kept in the checkpoints: a resumed run goes on counting (None: it
+        # resumed from a checkpoint written before this counter existed, so its earlier time is unknown)
+        if "seconds" not in st: st.update(seconds=None if st["global_step"] else 0.0, epoch_seconds=0.0)
+        add = lambda k, dt: st.update({k: None if st[k] is None else st[k] + dt})
         while st["epoch"] < cfg.epochs and not st["stopped"]:
             # -- the epoch's order: a function of (seed, epoch), kept in the checkpoint for a mid-epoch resume
-            if st["order"] is None: st["order"] = epoch_order(len(self.train_ds), cfg.seed, st["epoch"]).tolist()
+            if st["order"] is None:
+                st["order"] = epoch_order(len(self.train_ds), cfg.seed, st["epoch"]).tolist()
+                st["epoch_seconds"] = 0.0
             steps = step_batches(st["order"], cfg.batch_size, cfg.grad_accum, self.rank, self.world)
             todo = [mb for s in steps[st["step"]:] for mb in s]      # the micro-batches still to do, in order
             loader = iter(DataLoader(self.train_ds, batch_sampler=todo, collate_fn=self.collate,
@@ -471,11 +477,13 @@ class Trainer(TrainerSetup, TrainerCheckpoints, TrainerSelection):
                        disable=not (self.master and cfg.progress), leave=False)
             # -- steps
             self.model.train()
-            t0 = time.perf_counter()
             while st["step"] < len(steps):
+                t0 = time.perf_counter()
                 loss = self.train_step([next(loader) for _ in range(cfg.grad_accum)])
                 st["step"] += 1
                 st["global_step"] += 1
+                dt = time.perf_counter() - t0
+                for k in ("seconds", "epoch_seconds"): add(k, dt)
                 self.log(loss=loss)
                 bar.update()
                 bar.set_postfix(loss=f"{loss:.3f}")
@@ -485,7 +493,9 @@ class Trainer(TrainerSetup, TrainerCheckpoints, TrainerSelection):
             # -- epoch end: validate (and select, stop early), then checkpoint
             st.update(epoch=st["epoch"] + 1, step=0, order=None)
             if self.evaluate is not None and (st["epoch"] % cfg.eval_every == 0 or st["epoch"] == cfg.epochs):
-                self.validate(epoch_seconds=time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                self.validate(epoch_seconds=st["epoch_seconds"])
+                add("seconds", time.perf_counter() - t0)
             self.save("last.pt")
             self.trigger("after_epoch")
         return self

@@ -52,6 +52,35 @@ def test_resume_is_bitwise_exact(uninterrupted, tmp_path, k):
     pd.testing.assert_frame_equal(a.drop(columns="epoch_seconds"), b.drop(columns="epoch_seconds"))
 
 
+class Clock:
+    "A perf_counter that moves one second per call: each step and each validation then lasts exactly one second."
+    def __init__(self): self.t = 0.0
+    def __call__(self):
+        self.t += 1.0
+        return self.t
+
+
+def test_clock_survives_a_resume(tmp_path, monkeypatch):
+    "3 epochs x 3 steps + 3 validations = 12 s, also when stopped at step 5 (checkpoint at 4) and resumed."
+    import rrg_tutorial.train as train
+    monkeypatch.setattr(train.time, "perf_counter", Clock())
+    full = toy_trainer(tmp_path / "full", **SETTINGS).fit()
+    with pytest.raises(Stop):
+        toy_trainer(tmp_path / "cut", **SETTINGS).add_callback("after_step", stop_at(5)).fit()
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["state"]["seconds"] == 4 + 1        # 4 steps, 1 validation
+    rest = toy_trainer(tmp_path / "cut", **SETTINGS).fit(resume=True)
+    for tr in (full, rest):
+        assert tr.state["seconds"] == 12
+        assert [r["epoch_seconds"] for r in tr.state["history"] if "epoch_seconds" in r] == [3, 3, 3]
+    ck = load_checkpoint(tmp_path / "cut" / "last.pt")          # a checkpoint from before the clock existed:
+    del ck["state"]["seconds"], ck["state"]["epoch_seconds"]
+    ck["state"].update(epoch=2, step=0, order=None)
+    save_atomic(ck, tmp_path / "cut" / "last.pt")
+    old = toy_trainer(tmp_path / "cut", **SETTINGS).fit(resume=True)
+    assert old.state["seconds"] is None                         # its earlier time is unknown, not zero
+    assert old.state["history"][-1]["epoch_seconds"] == 3
+
+
 def test_resume_after_sigkill(tmp_path):
     "A real process killed at an arbitrary moment (even inside a checkpoint write) resumes to the same weights."
     script = [sys.executable, str(ROOT / "tests" / "toy_run.py")]
