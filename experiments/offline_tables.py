@@ -373,6 +373,7 @@ def timing(profile: str, work: Path) -> dict:
                         batch_size=tr.cfg.batch_size, threads=torch.get_num_threads())
     base = out.get("Transformer", {}).get("seconds_per_step")
     for r in out: out[r]["time_vs_transformer"] = out[r]["seconds_per_step"] / base if base else None
+    atomic_json(work / "timing_environment.json", environment())     # where and when: the cache outlives the session
     atomic_json(path, out)
     return out
 
@@ -623,9 +624,12 @@ def main(argv=None) -> int:
     table = aggregate(a.profile, work, results, base, prof["n_boot"])
     previous = None if a.no_carry else previous_results(out, prof, prof["n_boot"])
     tim, tim_from = (None, None) if a.no_timing else (timing(a.profile, work), None)
+    tim_env = work / "timing_environment.json"
+    tim_env = json.loads(tim_env.read_text()) if tim is not None and tim_env.exists() else None
     if tim is None and previous and previous.get("timing"):                 # --no-timing keeps the measured one
         tim = previous["timing"]
         tim_from = previous.get("timing_carried_from") or previous["environment"]["date"]
+        tim_env = previous.get("timing_environment")
     examples = {"ids": base["ids"][:8], "references": base["refs"][:8],
                 **{r: results[r][0]["hyps"][:8] for r in rows}}
     doc = dict(command=" ".join(shlex.quote(x) for x in ["python", "experiments/offline_tables.py", *(argv or sys.argv[1:])]),
@@ -637,7 +641,7 @@ def main(argv=None) -> int:
                                     if x.get("fit_seconds_whole_run") is False],   # resumed: last process only
                runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")}
                                                                      for x in results[r]] for r in rows},
-               table=table, timing=tim, timing_carried_from=tim_from, paper=PAPER, paper_table3=PAPER_TABLE3,
+               table=table, timing=tim, timing_carried_from=tim_from, timing_environment=tim_env, paper=PAPER, paper_table3=PAPER_TABLE3,
                examples=examples)
     if not a.no_carry:
         for r, why in carry_over(previous, doc, a.rows or prof["rows"]).items(): print(f"{r}: left out: {why}")
