@@ -209,7 +209,8 @@ def run_one(profile: str, row: str, seed: int, work: Path, records: Path | None 
                                                  "epoch_seconds") if k in r} for r in log],
                params=sum(p.numel() for p in model.parameters()),
                trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
-               adapter_findings=known, fit_seconds=fit_s, fit_seconds_whole_run=whole, generate_seconds=gen_s, threads=torch.get_num_threads(),
+               adapter_findings=known, fit_seconds=fit_s, fit_seconds_whole_run=whole, generate_seconds=gen_s,
+               threads=torch.get_num_threads(),
                model_config=asdict(model.cfg), train_config=asdict(cfg), environment=environment())
     atomic_json(out / "result.json", res)
     keep_record(work, row, seed, records, record_name(profile))
@@ -641,7 +642,8 @@ def main(argv=None) -> int:
                                     if x.get("fit_seconds_whole_run") is False],   # resumed: last process only
                runs={r: [{k: v for k, v in x.items() if k not in ("ids", "hyps")}
                                                                      for x in results[r]] for r in rows},
-               table=table, timing=tim, timing_carried_from=tim_from, timing_environment=tim_env, paper=PAPER, paper_table3=PAPER_TABLE3,
+               table=table, timing=tim, timing_carried_from=tim_from, timing_environment=tim_env, paper=PAPER,
+               paper_table3=PAPER_TABLE3,
                examples=examples)
     if not a.no_carry:
         for r, why in carry_over(previous, doc, a.rows or prof["rows"]).items(): print(f"{r}: left out: {why}")
