@@ -12,9 +12,10 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['RESULT_KEYS', 'SHOW', 'read_results', 'load_results', 'results_frame', 'target_check', 'view_features',
-           'positive_findings', 'micro_f1', 'LabelProbe', 'fit_label_probe', 'template_reports', 'forest_plot',
-           'plot_rows', 'orderings', 'timing_frame', 'plot_tradeoff', 'plot_val_curves', 'rerun_epochs']
+__all__ = ['RESULT_KEYS', 'SHOW', 'read_results', 'load_results', 'results_frame', 'verdict', 'pooled_sd', 'seed_spread',
+           'seed_halfwidth', 'widen_by_seeds', 'target_check', 'view_features', 'positive_findings', 'micro_f1',
+           'LabelProbe', 'fit_label_probe', 'template_reports', 'forest_plot', 'plot_rows', 'orderings', 'replication',
+           'timing_frame', 'plot_tradeoff', 'plot_val_curves', 'rerun_epochs']
 
 # %% ../nbs/17_tables.ipynb #d68a58ec
 from .train import TrainConfig, build_run
@@ -61,17 +62,58 @@ def results_frame(doc: dict, rows: list[str] | None = None, metrics=SHOW, baseli
                      "distinct reports": str(b["distinct_reports"])}
     return pd.DataFrame(out).T
 
+# %% ../nbs/17_tables.ipynb #e6165f1e
+def verdict(lo: float, hi: float, paper: float = np.nan) -> str:
+    """A difference's 95% interval [lo, hi] against zero and against the paper's difference: 'reproduced' or
+    'reversed' (the interval lies on the paper's side of zero, or on the other), 'above' or 'below' (the same, where
+    the paper gives no value), 'within noise' (the interval covers zero)."""
+    sign = "+" if lo > 0 else "-" if hi < 0 else "0"
+    if sign == "0": return "within noise"
+    if np.isnan(paper): return "above" if sign == "+" else "below"
+    return "reproduced" if (paper > 0) == (sign == "+") else "reversed"
+
+def pooled_sd(values: dict, metrics) -> pd.DataFrame:
+    """The standard deviation between seeds pooled over rows: `values` is {row: {metric: [one value per seed]}}.
+    Each row with two seeds or more adds its squared deviations about its own mean and seeds - 1 degrees of freedom.
+    Per metric: the pooled sd, the degrees of freedom and the number of rows pooled (empty: no row has two seeds)."""
+    metrics = list(metrics)
+    use = [v for v in values.values() if min(len(v[k]) for k in metrics) > 1]
+    if not use: return pd.DataFrame(columns=["sd", "dof", "rows"])
+    dof = sum(len(v[metrics[0]]) - 1 for v in use)
+    ss = {k: sum(((np.asarray(v[k], float) - np.mean(v[k])) ** 2).sum() for v in use) for k in metrics}
+    return pd.DataFrame({"sd": {k: np.sqrt(x / dof) for k, x in ss.items()}, "dof": dof, "rows": len(use)})
+
+def seed_spread(doc: dict, metrics=tuple(SHOW)) -> pd.DataFrame:
+    "`pooled_sd` over every model row of an offline_tables results file."
+    rows = doc["table"]["rows"]
+    return pooled_sd({r: rows[r]["values"] for r in doc["rows_run"]}, metrics)
+
+def seed_halfwidth(spread: pd.DataFrame, metric: str, n_a: int, n_b: int | None = None) -> float:
+    """Half-width of a 95% t interval for a difference of two seed means (n_a and n_b seeds; n_b None: against a
+    baseline that has no seeds), from `pooled_sd`'s sd and degrees of freedom; NaN where there is no spread."""
+    from scipy import stats
+    if metric not in spread.index: return float("nan")
+    sd, dof = spread.at[metric, "sd"], int(spread.at[metric, "dof"])
+    return float(stats.t.ppf(0.975, dof) * sd * np.sqrt(1 / n_a + (1 / n_b if n_b else 0)))
+
+def widen_by_seeds(value, lo, hi, h):
+    "A difference's bootstrap interval [lo, hi] widened by a seed half-width h, in quadrature on each side."
+    return value - np.hypot(value - lo, h), value + np.hypot(hi - value, h)
+
 # %% ../nbs/17_tables.ipynb #b4870652
-def target_check(doc: dict, row: str = "RRG-Mamba") -> pd.DataFrame:
-    "The model's paired difference to each baseline (seed mean minus baseline, 95% CI over studies)."
+def target_check(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_negative")) -> pd.DataFrame:
+    """RRG-Mamba's paired difference to each baseline (seed mean minus baseline) with its 95% CI over test studies
+    and a verdict, then the interval widened by the seeds (`seed_spread`; a baseline has no seeds) and its verdict."""
+    spread, n = seed_spread(doc, metrics), len(doc["table"]["rows"]["RRG-Mamba"]["seeds"])
     out = []
     for name, b in doc["table"]["baselines"].items():
-        for k in ("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_negative"):
+        for k in metrics:
             d = b["rrg_mamba_minus_baseline"][k]
-            lo, hi = d["ci"]
-            verdict = "above" if lo > 0 else "below" if hi < 0 else "within noise"
-            out.append(dict(baseline=name, metric=SHOW[k], difference=d["value"], lo=lo, hi=hi,
-                            verdict=verdict))
+            (lo, hi), h = d["ci"], seed_halfwidth(spread, k, n)
+            lo2, hi2 = widen_by_seeds(d["value"], lo, hi, h)
+            out.append({"baseline": name, "metric": SHOW[k], "difference": d["value"], "lo": lo, "hi": hi,
+                        "verdict": verdict(lo, hi), "lo, seeds too": lo2, "hi, seeds too": hi2,
+                        "verdict, seeds too": verdict(lo2, hi2)})
     return pd.DataFrame(out)
 
 # %% ../nbs/17_tables.ipynb #bd6530e1
@@ -170,21 +212,39 @@ def plot_rows(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_nega
 # %% ../nbs/17_tables.ipynb #5715a106
 def orderings(doc: dict, metrics=("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr", "ce_micro_f1_uncertain_negative")
               ) -> pd.DataFrame:
-    "Each model row (not Fig. 4's k sweep) against RRG-Mamba: the paper's difference and ours with its 95% CI."
+    """Each model row (not Fig. 4's k sweep) against RRG-Mamba: the paper's difference, ours with its 95% CI over test
+    studies and a verdict, then the interval widened by the seeds (`seed_spread`) and the verdict on that."""
     t, paper, out = doc["table"], doc["paper"], []
+    spread, n0 = seed_spread(doc, metrics), len(t["rows"]["RRG-Mamba"]["seeds"])
     for r in doc["rows_run"]:
         if r == "RRG-Mamba" or r.startswith("k=") or "diff_from_rrg_mamba" not in t["rows"][r]: continue   # not Fig. 4
         p_ref = paper.get("GDLM-T" if r.startswith("GDLM") else "RRG-Mamba", {})
         for k in metrics:
             d = t["rows"][r]["diff_from_rrg_mamba"][k]
             p = p_ref[k] - paper[r][k] if k in p_ref and k in paper.get(r, {}) else np.nan
-            lo, hi = d["ci"]
-            ours = "+" if lo > 0 else "-" if hi < 0 else "0"
-            verdict = ("within noise" if ours == "0" else "no paper value" if np.isnan(p)
-                       else "reproduced" if (p > 0) == (ours == "+") else "reversed")
-            out.append(dict(row=r, metric=SHOW.get(k, k), paper=p, ours=d["value"], lo=lo, hi=hi,
-                            verdict=verdict))
+            (lo, hi), h = d["ci"], seed_halfwidth(spread, k, n0, len(t["rows"][r]["seeds"]))
+            lo2, hi2 = widen_by_seeds(d["value"], lo, hi, h)
+            out.append({"row": r, "metric": SHOW.get(k, k), "paper": p, "ours": d["value"], "lo": lo, "hi": hi,
+                        "verdict": verdict(lo, hi, p), "lo, seeds too": lo2, "hi, seeds too": hi2,
+                        "verdict, seeds too": verdict(lo2, hi2, p)})
     return pd.DataFrame(out)
+
+# %% ../nbs/17_tables.ipynb #4f230fc9
+def _signs(lo, hi) -> np.ndarray:
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    return np.where(lo > 0, "+", np.where(hi < 0, "-", "0"))
+
+def replication(doc: dict, other: dict) -> pd.DataFrame:
+    """The differences to RRG-Mamba that two results files both hold (`orderings` of each), side by side: each
+    file's difference and verdicts, and per kind of interval (over test studies; with the seeds too) whether the
+    two files land on the same side of zero (or both cover it) and whether they land on opposite sides."""
+    a, b = orderings(other), orderings(doc)
+    m = a.merge(b, on=["row", "metric", "paper"], suffixes=(" (earlier)", ""))
+    for kind, (lo, hi) in {"test studies": ("lo", "hi"), "seeds too": ("lo, seeds too", "hi, seeds too")}.items():
+        s1, s2 = _signs(m[f"{lo} (earlier)"], m[f"{hi} (earlier)"]), _signs(m[lo], m[hi])
+        m[f"agree ({kind})"] = s1 == s2
+        m[f"opposite ({kind})"] = ((s1 == "+") & (s2 == "-")) | ((s1 == "-") & (s2 == "+"))
+    return m
 
 # %% ../nbs/17_tables.ipynb #3de452c4
 def timing_frame(doc: dict) -> pd.DataFrame:

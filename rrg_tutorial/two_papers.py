@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .tables import forest_plot, read_results
+from .tables import forest_plot, pooled_sd, read_results, verdict, widen_by_seeds
 
 # %% auto #0
 __all__ = ['RESULT_KEYS', 'SHOW', 'TABLE2', 'load_comparison', 'quality_frame', 'is_model', 'plot_systems', 'pairs_frame',
-           'verdicts', 'seed_noise', 'widen_by_seeds', 'table2_frame', 'plot_encoder_stages', 'cost_frame',
-           'plot_costs', 'plot_llm_curves']
+           'verdicts', 'seed_noise', 'table2_frame', 'plot_encoder_stages', 'cost_frame', 'plot_costs',
+           'plot_llm_curves']
 
 # %% ../nbs/21_two_papers.ipynb #bdfa506f
 RESULT_KEYS = ("command", "environment", "settings", "rows_run", "seeds", "runs", "table", "timing", "paper")
@@ -64,7 +64,7 @@ def pairs_frame(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_ne
         for k in metrics:
             lo, hi = d[k]["ci"]
             out.append(dict(difference=pair, metric=SHOW.get(k, k), value=d[k]["value"], lo=lo, hi=hi,
-                            verdict="above" if lo > 0 else "below" if hi < 0 else "within noise"))
+                            verdict=verdict(lo, hi)))
     return pd.DataFrame(out)
 
 def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
@@ -75,19 +75,10 @@ def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
 
 def seed_noise(doc: dict, metrics=tuple(SHOW)) -> pd.DataFrame:
     """How far apart training runs of one LLM row land: per metric, the standard deviation between seeds pooled over
-    every LLM row with two seeds or more (each row's variance about its own mean, weighted by its degrees of
-    freedom), the degrees of freedom and the rows used. Empty where no row has two seeds."""
-    rows = {n: x for n, x in doc["table"].get("systems", {}).items()
-            if n.startswith("MambaXray") and len(x["seeds"]) > 1}
-    if not rows: return pd.DataFrame(columns=["sd", "dof", "rows"])
-    dof = sum(len(x["seeds"]) - 1 for x in rows.values())
-    ss = {k: sum(((np.asarray(x["values"][k]) - np.mean(x["values"][k])) ** 2).sum() for x in rows.values())
-          for k in metrics}
-    return pd.DataFrame({"sd": {k: np.sqrt(v / dof) for k, v in ss.items()}, "dof": dof, "rows": len(rows)})
-
-def widen_by_seeds(value, lo, hi, h):
-    "A difference's bootstrap interval [lo, hi] widened by a seed half-width h, in quadrature on each side."
-    return value - np.hypot(value - lo, h), value + np.hypot(hi - value, h)
+    every LLM row with two seeds or more (lesson 17's `pooled_sd`: each row's variance about its own mean, weighted
+    by its degrees of freedom), the degrees of freedom and the rows used. Empty where no row has two seeds."""
+    rows = {n: x for n, x in doc["table"].get("systems", {}).items() if n.startswith("MambaXray")}
+    return pooled_sd({n: x["values"] for n, x in rows.items()}, metrics)
 
 # %% ../nbs/21_two_papers.ipynb #468dcff0
 TABLE2 = {"CTL-FT": ("SFT + CTL-FT", "SFT"),                                  # #4 - #7: stage 3's InfoNCE term
@@ -112,11 +103,6 @@ def table2_frame(doc: dict, stage: str = "CTL-FT", metrics=("BLEU_1", "BLEU_4", 
     if len(noise):
         n = [len(doc["table"]["systems"][f"MambaXray-CTL ({r})"]["seeds"]) for r in (a, b)]
         scale = stats.t.ppf(0.975, noise.dof.iloc[0]) * np.sqrt(1 / n[0] + 1 / n[1])
-    def verdict(lo, hi, paper):
-        sign = "+" if lo > 0 else "-" if hi < 0 else "0"
-        if sign == "0": return "within noise"
-        if np.isnan(paper): return "above" if sign == "+" else "below"              # as pairs_frame says it
-        return "reproduced" if (paper > 0) == (sign == "+") else "reversed"
     out = []
     for k in metrics:
         paper = p[a][k] - p[b][k] if k in p[a] and k in p[b] else np.nan

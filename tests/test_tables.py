@@ -1,11 +1,13 @@
-"""rrg_tutorial.tables' linear probe baseline (lesson 17): the probe reads findings a linear reader can read, picks
-its regularisation on validation, and the template reports say the findings they were chosen for."""
+"""rrg_tutorial.tables (lesson 17): the linear probe baseline (it reads findings a linear reader can read, picks its
+regularisation on validation, and the template reports say the findings they were chosen for), and the verdicts on
+differences between rows, over test studies and with the seeds counted."""
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from rrg_tutorial.tables import LabelProbe, fit_label_probe, micro_f1, template_reports, view_features
+from rrg_tutorial.tables import (LabelProbe, fit_label_probe, micro_f1, orderings, pooled_sd, seed_halfwidth,
+                                 target_check, template_reports, verdict, view_features, widen_by_seeds)
 
 
 def separable(n, seed):
@@ -57,3 +59,51 @@ def test_view_features_and_bad_input():
         view_features([1, 2])
     with pytest.raises(ValueError, match="one row of findings per study"):
         LabelProbe().fit(np.zeros((3, 2)), np.zeros((4, 14), bool))
+
+
+def test_verdict_reads_the_interval_and_the_paper():
+    assert verdict(0.01, 0.02, 0.05) == "reproduced" and verdict(-0.02, -0.01, 0.05) == "reversed"
+    assert verdict(-0.02, -0.01, -0.05) == "reproduced" and verdict(0.01, 0.02) == "above"
+    assert verdict(-0.01, 0.02, 0.05) == "within noise" and verdict(-0.02, -0.01) == "below"
+
+
+def test_pooled_sd_weights_rows_by_their_seeds():
+    v = {"a": {"m": [0.10, 0.12, 0.14]},     # squared deviations about 0.12: 8e-4, 2 dof
+         "b": {"m": [0.20, 0.22]},           # about 0.21: 2e-4, 1 dof
+         "c": {"m": [5.0]}}                  # one seed: no spread to add
+    s = pooled_sd(v, ["m"])
+    assert s.at["m", "dof"] == 3 and s.at["m", "rows"] == 2 and abs(s.at["m", "sd"] - (1e-3 / 3) ** 0.5) < 1e-12
+    assert len(pooled_sd({"c": {"m": [5.0]}}, ["m"])) == 0
+    h = seed_halfwidth(s, "m", 3, 2)
+    assert abs(h - 3.182446305284263 * (1e-3 / 3) ** 0.5 * (1 / 3 + 1 / 2) ** 0.5) < 1e-12     # t(0.975, 3 dof)
+    assert abs(seed_halfwidth(s, "m", 3) - 3.182446305284263 * (1e-3 / 3) ** 0.5 / 3 ** 0.5) < 1e-12   # baseline
+    assert np.isnan(seed_halfwidth(pooled_sd({"c": {"m": [5.0]}}, ["m"]), "m", 3))
+    lo, hi = widen_by_seeds(0.02, 0.01, 0.04, 0.03)
+    assert abs(lo - (0.02 - (0.01 ** 2 + 0.03 ** 2) ** 0.5)) < 1e-15 and abs(hi - (0.02 + (0.02 ** 2 + 0.03 ** 2) ** 0.5)) < 1e-15
+
+
+def _results(rrg, row, diff, ci):
+    "A results file of two rows (seed values per metric), RRG-Mamba minus `row` = diff [ci], and one baseline."
+    k = "BLEU_4"
+    rows = {"RRG-Mamba": dict(seeds=list(range(len(rrg))), values={k: rrg}),
+            row[0]: dict(seeds=list(range(len(row[1]))), values={k: row[1]},
+                         diff_from_rrg_mamba={k: dict(value=diff, ci=ci)})}
+    return dict(rows_run=list(rows), paper={"RRG-Mamba": {k: 0.20}, row[0]: {k: 0.18}},
+                table=dict(rows=rows, baselines={"most common report": dict(
+                    rrg_mamba_minus_baseline={k: dict(value=diff, ci=ci)})}))
+
+
+def test_orderings_and_targets_count_the_seeds():
+    doc = _results([0.10, 0.12, 0.14], ("w/o RoPE", [0.08, 0.08, 0.08]), 0.03, [0.02, 0.04])
+    o = orderings(doc, metrics=("BLEU_4",)).iloc[0]
+    sd = (8e-4 / 4) ** 0.5                                             # 2 + 2 dof, the second row adds nothing
+    h = 2.7764451051977987 * sd * (2 / 3) ** 0.5                        # t(0.975, 4 dof)
+    assert o.verdict == "reproduced" and abs(o["lo, seeds too"] - (0.03 - (0.01 ** 2 + h ** 2) ** 0.5)) < 1e-12
+    assert o["verdict, seeds too"] == "within noise"                   # 0.01 and h = 0.032 in quadrature > 0.03
+    t = target_check(doc, metrics=("BLEU_4",)).iloc[0]
+    h0 = 2.7764451051977987 * sd / 3 ** 0.5                            # a baseline has no seeds
+    assert t.verdict == "above" and abs(t["lo, seeds too"] - (0.03 - (0.01 ** 2 + h0 ** 2) ** 0.5)) < 1e-12
+    assert t["verdict, seeds too"] == "above"                          # 0.01 and h0 = 0.023 in quadrature < 0.03
+    one = _results([0.10], ("w/o RoPE", [0.08]), 0.04, [0.03, 0.05])   # one seed a row: no spread, no verdict on it
+    o1 = orderings(one, metrics=("BLEU_4",)).iloc[0]
+    assert o1.verdict == "reproduced" and o1["verdict, seeds too"] == "within noise" and np.isnan(o1["lo, seeds too"])
