@@ -66,7 +66,8 @@ def results_frame(doc: dict, rows: list[str] | None = None, metrics=SHOW, baseli
 def verdict(lo: float, hi: float, paper: float = np.nan) -> str:
     """A difference's 95% interval [lo, hi] against zero and against the paper's difference: 'reproduced' or
     'reversed' (the interval lies on the paper's side of zero, or on the other), 'above' or 'below' (the same, where
-    the paper gives no value), 'within noise' (the interval covers zero)."""
+    the paper gives no value), 'within noise' (the interval covers zero), 'unknown' (no interval: NaN)."""
+    if np.isnan(lo) or np.isnan(hi): return "unknown"
     sign = "+" if lo > 0 else "-" if hi < 0 else "0"
     if sign == "0": return "within noise"
     if np.isnan(paper): return "above" if sign == "+" else "below"

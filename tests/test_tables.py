@@ -65,6 +65,7 @@ def test_verdict_reads_the_interval_and_the_paper():
     assert verdict(0.01, 0.02, 0.05) == "reproduced" and verdict(-0.02, -0.01, 0.05) == "reversed"
     assert verdict(-0.02, -0.01, -0.05) == "reproduced" and verdict(0.01, 0.02) == "above"
     assert verdict(-0.01, 0.02, 0.05) == "within noise" and verdict(-0.02, -0.01) == "below"
+    assert verdict(np.nan, np.nan, 0.05) == "unknown"
 
 
 def test_pooled_sd_weights_rows_by_their_seeds():
@@ -106,4 +107,4 @@ def test_orderings_and_targets_count_the_seeds():
     assert t["verdict, seeds too"] == "above"                          # 0.01 and h0 = 0.023 in quadrature < 0.03
     one = _results([0.10], ("w/o RoPE", [0.08]), 0.04, [0.03, 0.05])   # one seed a row: no spread, no verdict on it
     o1 = orderings(one, metrics=("BLEU_4",)).iloc[0]
-    assert o1.verdict == "reproduced" and o1["verdict, seeds too"] == "within noise" and np.isnan(o1["lo, seeds too"])
+    assert o1.verdict == "reproduced" and o1["verdict, seeds too"] == "unknown" and np.isnan(o1["lo, seeds too"])
