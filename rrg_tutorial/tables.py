@@ -240,7 +240,7 @@ def replication(doc: dict, other: dict) -> pd.DataFrame:
     file's difference and verdicts, and per kind of interval (over test studies; with the seeds too) whether the
     two files land on the same side of zero (or both cover it) and whether they land on opposite sides."""
     a, b = orderings(other), orderings(doc)
-    m = a.merge(b, on=["row", "metric", "paper"], suffixes=(" (earlier)", ""))
+    m = a.drop(columns="paper").merge(b, on=["row", "metric"], suffixes=(" (earlier)", ""))
     for kind, (lo, hi) in {"test studies": ("lo", "hi"), "seeds too": ("lo, seeds too", "hi, seeds too")}.items():
         s1, s2 = _signs(m[f"{lo} (earlier)"], m[f"{hi} (earlier)"]), _signs(m[lo], m[hi])
         m[f"agree ({kind})"] = s1 == s2

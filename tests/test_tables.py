@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from rrg_tutorial.tables import (LabelProbe, fit_label_probe, micro_f1, orderings, pooled_sd, seed_halfwidth,
-                                 target_check, template_reports, verdict, view_features, widen_by_seeds)
+                                 replication, target_check, template_reports, verdict, view_features,
+                                 widen_by_seeds)
 
 
 def separable(n, seed):
@@ -108,3 +109,13 @@ def test_orderings_and_targets_count_the_seeds():
     one = _results([0.10], ("w/o RoPE", [0.08]), 0.04, [0.03, 0.05])   # one seed a row: no spread, no verdict on it
     o1 = orderings(one, metrics=("BLEU_4",)).iloc[0]
     assert o1.verdict == "reproduced" and o1["verdict, seeds too"] == "unknown" and np.isnan(o1["lo, seeds too"])
+
+
+def test_replication_compares_verdicts_of_two_files():
+    here = _results([0.10, 0.12, 0.14], ("w/o RoPE", [0.08, 0.08, 0.08]), 0.03, [0.02, 0.04])
+    earlier = _results([0.10, 0.12, 0.14], ("w/o RoPE", [0.08, 0.08, 0.08]), -0.03, [-0.04, -0.02])
+    r = replication(here, earlier).iloc[0]
+    assert (r["verdict (earlier)"], r["verdict"]) == ("reversed", "reproduced")
+    assert r["opposite (test studies)"] and not r["agree (test studies)"]
+    assert r["agree (seeds too)"] and not r["opposite (seeds too)"]       # both within noise with the seeds counted
+    assert r["verdict, seeds too"] == r["verdict, seeds too (earlier)"] == "within noise"
