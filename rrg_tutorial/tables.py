@@ -235,11 +235,12 @@ def _signs(lo, hi) -> np.ndarray:
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     return np.where(lo > 0, "+", np.where(hi < 0, "-", "0"))
 
-def replication(doc: dict, other: dict) -> pd.DataFrame:
+def replication(doc: dict, other: dict, metrics=("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr", "ce_micro_f1_uncertain_negative")
+                ) -> pd.DataFrame:
     """The differences to RRG-Mamba that two results files both hold (`orderings` of each), side by side: each
     file's difference and verdicts, and per kind of interval (over test studies; with the seeds too) whether the
     two files land on the same side of zero (or both cover it) and whether they land on opposite sides."""
-    a, b = orderings(other), orderings(doc)
+    a, b = orderings(other, metrics), orderings(doc, metrics)
     m = a.drop(columns="paper").merge(b, on=["row", "metric"], suffixes=(" (earlier)", ""))
     for kind, (lo, hi) in {"test studies": ("lo", "hi"), "seeds too": ("lo, seeds too", "hi, seeds too")}.items():
         s1, s2 = _signs(m[f"{lo} (earlier)"], m[f"{hi} (earlier)"]), _signs(m[lo], m[hi])
