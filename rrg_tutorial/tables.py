@@ -183,14 +183,17 @@ def template_reports(findings: np.ndarray, train_findings: np.ndarray, train_rep
 # %% ../nbs/17_tables.ipynb #1583242d
 def forest_plot(entries: list, metrics, dpi: int = 100, row_height: float = 0.38):
     """One panel per metric and one line per entry, top to bottom: the 95% interval (bar), the point estimate (a dot
-    for a trained model, a diamond for a baseline) and the seeds (crosses, where there are several).
-    An entry is `dict(name=str, model=bool, point={metric: x}, ci={metric: (lo, hi)}, seeds={metric: [x, ...]})`."""
+    for a trained model, a diamond for a baseline), the seeds (crosses, where there are several) and, where given,
+    a wider interval drawn thin behind the bar (`wide`: lesson 17's interval with the seeds counted).
+    An entry is `dict(name=str, model=bool, point={metric: x}, ci={metric: (lo, hi)}, seeds={metric: [x, ...]},
+    wide={metric: (lo, hi)})`; `seeds` and `wide` are optional."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), row_height * len(entries) + 1.2), dpi=dpi,
                              sharey=True, squeeze=False)
     for ax, k in zip(axes[0], metrics):
         for y, e in enumerate(entries):
             c = "C0" if e["model"] else "C3"
+            if k in e.get("wide", {}): ax.plot(e["wide"][k], [y, y], color=c, lw=0.8, alpha=0.6)
             ax.plot(e["ci"][k], [y, y], color=c, lw=2)
             ax.plot(e["point"][k], y, "o" if e["model"] else "D", color=c, ms=5)
             seeds = e.get("seeds", {}).get(k, [])
@@ -203,10 +206,17 @@ def forest_plot(entries: list, metrics, dpi: int = 100, row_height: float = 0.38
     return fig
 
 def plot_rows(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_negative"), dpi: int = 100):
-    "Each row's seed mean (dot), its seeds (crosses) and the 95% interval of the mean; baselines as diamonds."
-    t = doc["table"]
-    rows = [dict(name=n, model=True, point=t["rows"][n]["mean"], ci=t["rows"][n]["ci"], seeds=t["rows"][n]["values"])
-            for n in doc["rows_run"]]
+    """Each row's seed mean (dot), its seeds (crosses) and the 95% interval of the mean over test studies (bar), with
+    the seeds counted too (thin line: `seed_halfwidth` for one seed mean, in quadrature); baselines as diamonds."""
+    t, spread = doc["table"], seed_spread(doc, metrics)
+    def wide(x):
+        n, out = len(x["seeds"]), {}
+        for k in metrics:
+            h = seed_halfwidth(spread, k, n)
+            if not np.isnan(h): out[k] = widen_by_seeds(x["mean"][k], *x["ci"][k], h)
+        return out
+    rows = [dict(name=n, model=True, point=t["rows"][n]["mean"], ci=t["rows"][n]["ci"], seeds=t["rows"][n]["values"],
+                 wide=wide(t["rows"][n])) for n in doc["rows_run"]]
     baselines = [dict(name=n, model=False, point=b["scores"], ci=b["ci"]) for n, b in t["baselines"].items()]
     return forest_plot(rows + baselines, metrics, dpi)
 

@@ -119,3 +119,14 @@ def test_replication_compares_verdicts_of_two_files():
     assert r["opposite (test studies)"] and not r["agree (test studies)"]
     assert r["agree (seeds too)"] and not r["opposite (seeds too)"]       # both within noise with the seeds counted
     assert r["verdict, seeds too"] == r["verdict, seeds too (earlier)"] == "within noise"
+
+
+def test_forest_plot_draws_the_wide_interval_only_where_given():
+    import matplotlib
+    matplotlib.use("Agg")
+    from rrg_tutorial.tables import forest_plot
+    e = dict(name="a", model=True, point={"m": 0.5}, ci={"m": (0.4, 0.6)})
+    plain = forest_plot([e], ["m"]).axes[0]
+    wide = forest_plot([{**e, "wide": {"m": (0.3, 0.7)}}], ["m"]).axes[0]
+    assert len(wide.lines) == len(plain.lines) + 1
+    assert any(list(l.get_xdata()) == [0.3, 0.7] for l in wide.lines)
