@@ -14,8 +14,8 @@ import torch
 # %% auto #0
 __all__ = ['RESULT_KEYS', 'SHOW', 'read_results', 'load_results', 'results_frame', 'verdict', 'pooled_sd', 'seed_spread',
            'seed_halfwidth', 'widen_by_seeds', 'target_check', 'view_features', 'positive_findings', 'micro_f1',
-           'LabelProbe', 'fit_label_probe', 'template_reports', 'forest_plot', 'plot_rows', 'orderings', 'replication',
-           'timing_frame', 'plot_tradeoff', 'plot_val_curves', 'rerun_epochs']
+           'LabelProbe', 'fit_label_probe', 'template_reports', 'forest_plot', 'row_interval_with_seeds', 'plot_rows',
+           'orderings', 'replication', 'timing_frame', 'plot_tradeoff', 'plot_val_curves', 'rerun_epochs']
 
 # %% ../nbs/17_tables.ipynb #d68a58ec
 from .train import TrainConfig, build_run
@@ -205,18 +205,20 @@ def forest_plot(entries: list, metrics, dpi: int = 100, row_height: float = 0.38
     fig.tight_layout()
     return fig
 
+def row_interval_with_seeds(doc: dict, row: str, metrics, spread: pd.DataFrame | None = None) -> dict:
+    """{metric: (lo, hi)}: a row's 95% interval of the seed mean over test studies widened by the seeds
+    (`seed_halfwidth` for one seed mean, in quadrature); metrics without a seed spread are left out."""
+    x = doc["table"]["rows"][row]
+    spread = seed_spread(doc, metrics) if spread is None else spread
+    hs = {k: seed_halfwidth(spread, k, len(x["seeds"])) for k in metrics}
+    return {k: widen_by_seeds(x["mean"][k], *x["ci"][k], h) for k, h in hs.items() if not np.isnan(h)}
+
 def plot_rows(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_negative"), dpi: int = 100):
     """Each row's seed mean (dot), its seeds (crosses) and the 95% interval of the mean over test studies (bar), with
-    the seeds counted too (thin line: `seed_halfwidth` for one seed mean, in quadrature); baselines as diamonds."""
+    the seeds counted too (thin line: `row_interval_with_seeds`); baselines as diamonds."""
     t, spread = doc["table"], seed_spread(doc, metrics)
-    def wide(x):
-        n, out = len(x["seeds"]), {}
-        for k in metrics:
-            h = seed_halfwidth(spread, k, n)
-            if not np.isnan(h): out[k] = widen_by_seeds(x["mean"][k], *x["ci"][k], h)
-        return out
     rows = [dict(name=n, model=True, point=t["rows"][n]["mean"], ci=t["rows"][n]["ci"], seeds=t["rows"][n]["values"],
-                 wide=wide(t["rows"][n])) for n in doc["rows_run"]]
+                 wide=row_interval_with_seeds(doc, n, metrics, spread)) for n in doc["rows_run"]]
     baselines = [dict(name=n, model=False, point=b["scores"], ci=b["ci"]) for n, b in t["baselines"].items()]
     return forest_plot(rows + baselines, metrics, dpi)
 
@@ -250,6 +252,10 @@ def replication(doc: dict, other: dict, metrics=("BLEU_1", "BLEU_4", "ROUGE_L", 
     """The differences to RRG-Mamba that two results files both hold (`orderings` of each), side by side: each
     file's difference and verdicts, and per kind of interval (over test studies; with the seeds too) whether the
     two files land on the same side of zero (or both cover it) and whether they land on opposite sides."""
+    for part in ("train", "model_set"):
+        if other["settings"][part] != doc["settings"][part]:
+            raise ValueError(f"the two results files were trained with other {part} settings: their verdicts do not "
+                             f"compare")
     a, b = orderings(other, metrics), orderings(doc, metrics)
     m = a.drop(columns="paper").merge(b, on=["row", "metric"], suffixes=(" (earlier)", ""))
     for kind, (lo, hi) in {"test studies": ("lo", "hi"), "seeds too": ("lo, seeds too", "hi, seeds too")}.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .tables import forest_plot, pooled_sd, read_results, verdict, widen_by_seeds
+from .tables import forest_plot, pooled_sd, read_results, seed_halfwidth, verdict, widen_by_seeds
 
 # %% auto #0
 __all__ = ['RESULT_KEYS', 'SHOW', 'TABLE2', 'load_comparison', 'quality_frame', 'is_model', 'plot_systems', 'pairs_frame',
@@ -92,7 +92,6 @@ def table2_frame(doc: dict, stage: str = "CTL-FT", metrics=("BLEU_1", "BLEU_4", 
     widened by the seed-to-seed noise (`seed_noise`, a t interval for the difference of two seed means, added in
     quadrature to each side of the bootstrap interval) and the verdict on that."""
     if stage not in TABLE2: raise ValueError(f"stage must be one of {', '.join(TABLE2)}, got {stage!r}")
-    from scipy import stats
     a, b = TABLE2[stage]
     key = f"MambaXray-CTL ({a}) - MambaXray-CTL ({b})"
     if key not in doc["table"]["pairs"]:
@@ -100,16 +99,14 @@ def table2_frame(doc: dict, stage: str = "CTL-FT", metrics=("BLEU_1", "BLEU_4", 
                        f"`python experiments/mambaxray_tables.py --rows '{a}' '{b}'`")
     d, p = doc["table"]["pairs"][key], doc["paper"]
     noise = seed_noise(doc, metrics)
-    if len(noise):
-        n = [len(doc["table"]["systems"][f"MambaXray-CTL ({r})"]["seeds"]) for r in (a, b)]
-        scale = stats.t.ppf(0.975, noise.dof.iloc[0]) * np.sqrt(1 / n[0] + 1 / n[1])
+    if len(noise): n = [len(doc["table"]["systems"][f"MambaXray-CTL ({r})"]["seeds"]) for r in (a, b)]
     out = []
     for k in metrics:
         paper = p[a][k] - p[b][k] if k in p[a] and k in p[b] else np.nan
         v, (lo, hi) = d[k]["value"], d[k]["ci"]
         row = dict(metric=SHOW.get(k, k), paper=paper, ours=v, lo=lo, hi=hi, verdict=verdict(lo, hi, paper))
         if len(noise):
-            h = scale * noise.at[k, "sd"]                               # half-width from the seeds alone
+            h = seed_halfwidth(noise, k, *n)                            # half-width from the seeds alone
             lo2, hi2 = widen_by_seeds(v, lo, hi, h)
             row.update({"± seeds": h, "lo, seeds too": lo2, "hi, seeds too": hi2,
                         "verdict, seeds too": verdict(lo2, hi2, paper)})

@@ -91,6 +91,7 @@ def _results(rrg, row, diff, ci):
             row[0]: dict(seeds=list(range(len(row[1]))), values={k: row[1]},
                          diff_from_rrg_mamba={k: dict(value=diff, ci=ci)})}
     return dict(rows_run=list(rows), paper={"RRG-Mamba": {k: 0.20}, row[0]: {k: 0.18}},
+                settings=dict(train=dict(epochs=10), model_set={}),
                 table=dict(rows=rows, baselines={"most common report": dict(
                     rrg_mamba_minus_baseline={k: dict(value=diff, ci=ci)})}))
 
@@ -119,6 +120,9 @@ def test_replication_compares_verdicts_of_two_files():
     assert r["opposite (test studies)"] and not r["agree (test studies)"]
     assert r["agree (seeds too)"] and not r["opposite (seeds too)"]       # both within noise with the seeds counted
     assert r["verdict, seeds too"] == r["verdict, seeds too (earlier)"] == "within noise"
+    earlier["settings"]["train"]["epochs"] = 30                          # trained otherwise: no comparison
+    with pytest.raises(ValueError, match="other train settings"):
+        replication(here, earlier, metrics=("BLEU_4",))
 
 
 def test_forest_plot_draws_the_wide_interval_only_where_given():
