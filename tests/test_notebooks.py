@@ -141,3 +141,25 @@ def test_docs_build_runs_no_lesson_code(nb):
         if trees and _ast_contains(trees, (ast.Import, ast.ImportFrom)) and _ast_contains(trees, (ast.Expr, ast.Assign)):
             bad.append(c.source.strip().splitlines()[0][:70])
     assert not bad, f"{nb.name}: cells mixing imports with other code (the docs build runs them): {bad}"
+
+
+def reproduced_table(text: str, heading: str) -> list[str]:
+    "The table rows of the 'What is reproduced' section of a markdown text (from `heading` to the next heading)."
+    assert heading in text, f"no {heading!r} section"
+    sec = re.split(r"\n#+ ", text.split(heading, 1)[1], maxsplit=1)[0]
+    return [l.strip() for l in sec.splitlines() if l.startswith("|")]
+
+
+def test_docs_home_shows_the_readmes_reproduction_table():
+    """The docs site's home page (nbs/index.ipynb) and the README both carry 'What is reproduced'; the README's is the
+    one kept up to date, so the page must show the same rows (copy them over when the README's change)."""
+    readme = reproduced_table((NBS.parent / "README.md").read_text(encoding="utf-8"), "### What is reproduced")
+    index = reproduced_table("\n".join(src(c) for c in load(NBS / "index.ipynb")["cells"] if c["cell_type"] == "markdown"),
+                             "## What is reproduced")
+    assert len(readme) > 2, "the README's table has no rows"
+    stale = [r.split("|")[1:3] for r in readme if r not in index]
+    assert index == readme, f"nbs/index.ipynb's 'What is reproduced' differs from the README's; rows not on the page: {stale}"
+    with pytest.raises(AssertionError, match="no '## What"):
+        reproduced_table("# nothing here", "## What is reproduced")
+    assert reproduced_table("## What is reproduced\n\ntext\n| a | b |\n|---|---|\n\n## Next\n| c |", "## What is reproduced") \
+        == ["| a | b |", "|---|---|"]
