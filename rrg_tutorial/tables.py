@@ -15,7 +15,8 @@ import torch
 __all__ = ['RESULT_KEYS', 'SHOW', 'read_results', 'load_results', 'results_frame', 'verdict', 'pooled_sd', 'seed_spread',
            'seed_halfwidth', 'widen_by_seeds', 'target_check', 'view_features', 'positive_findings', 'micro_f1',
            'LabelProbe', 'fit_label_probe', 'template_reports', 'forest_plot', 'row_interval_with_seeds', 'plot_rows',
-           'orderings', 'replication', 'timing_frame', 'plot_tradeoff', 'plot_val_curves', 'rerun_epochs']
+           'paired_with_seeds', 'orderings', 'replication', 'k_sweep', 'plot_k_sweep', 'timing_frame', 'plot_tradeoff',
+           'plot_val_curves', 'rerun_epochs']
 
 # %% ../nbs/17_tables.ipynb #d68a58ec
 from .train import TrainConfig, build_run
@@ -223,23 +224,31 @@ def plot_rows(doc: dict, metrics=("BLEU_4", "CIDEr", "ce_micro_f1_uncertain_nega
     return forest_plot(rows + baselines, metrics, dpi)
 
 # %% ../nbs/17_tables.ipynb #5715a106
+def paired_with_seeds(doc: dict, row: str, metric: str, spread: pd.DataFrame) -> dict:
+    """RRG-Mamba minus `row` on `metric`: the paired difference of the seed means ("ours"), its 95% interval over
+    test studies ("lo", "hi") and that interval widened by the seeds of both rows (`seed_halfwidth`)."""
+    t = doc["table"]["rows"]
+    d = t[row]["diff_from_rrg_mamba"][metric]
+    (lo, hi), h = d["ci"], seed_halfwidth(spread, metric, len(t["RRG-Mamba"]["seeds"]), len(t[row]["seeds"]))
+    lo2, hi2 = widen_by_seeds(d["value"], lo, hi, h)
+    return {"ours": d["value"], "lo": lo, "hi": hi, "lo, seeds too": lo2, "hi, seeds too": hi2}
+
 def orderings(doc: dict, metrics=("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr", "ce_micro_f1_uncertain_negative")
               ) -> pd.DataFrame:
     """Each model row (not Fig. 4's k sweep) against RRG-Mamba: the paper's difference, ours with its 95% CI over test
-    studies and a verdict, then the interval widened by the seeds (`seed_spread`) and the verdict on that."""
+    studies and a verdict, then the interval widened by the seeds (`paired_with_seeds`) and the verdict on that."""
     t, paper, out = doc["table"], doc["paper"], []
-    spread, n0 = seed_spread(doc, metrics), len(t["rows"]["RRG-Mamba"]["seeds"])
+    spread = seed_spread(doc, metrics)
     for r in doc["rows_run"]:
         if r == "RRG-Mamba" or r.startswith("k=") or "diff_from_rrg_mamba" not in t["rows"][r]: continue   # not Fig. 4
         p_ref = paper.get("GDLM-T" if r.startswith("GDLM") else "RRG-Mamba", {})
         for k in metrics:
-            d = t["rows"][r]["diff_from_rrg_mamba"][k]
             p = p_ref[k] - paper[r][k] if k in p_ref and k in paper.get(r, {}) else np.nan
-            (lo, hi), h = d["ci"], seed_halfwidth(spread, k, n0, len(t["rows"][r]["seeds"]))
-            lo2, hi2 = widen_by_seeds(d["value"], lo, hi, h)
-            out.append({"row": r, "metric": SHOW.get(k, k), "paper": p, "ours": d["value"], "lo": lo, "hi": hi,
-                        "verdict": verdict(lo, hi, p), "lo, seeds too": lo2, "hi, seeds too": hi2,
-                        "verdict, seeds too": verdict(lo2, hi2, p)})
+            d = paired_with_seeds(doc, r, k, spread)
+            out.append({"row": r, "metric": SHOW.get(k, k), "paper": p, "ours": d["ours"], "lo": d["lo"], "hi": d["hi"],
+                        "verdict": verdict(d["lo"], d["hi"], p), "lo, seeds too": d["lo, seeds too"],
+                        "hi, seeds too": d["hi, seeds too"],
+                        "verdict, seeds too": verdict(d["lo, seeds too"], d["hi, seeds too"], p)})
     return pd.DataFrame(out)
 
 # %% ../nbs/17_tables.ipynb #4f230fc9
@@ -263,6 +272,41 @@ def replication(doc: dict, other: dict, metrics=("BLEU_1", "BLEU_4", "ROUGE_L", 
         m[f"agree ({kind})"] = s1 == s2
         m[f"opposite ({kind})"] = ((s1 == "+") & (s2 == "-")) | ((s1 == "-") & (s2 == "+"))
     return m
+
+# %% ../nbs/17_tables.ipynb #d483505c
+def k_sweep(doc: dict, metrics=("BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr", "ce_micro_f1_uncertain_negative")
+            ) -> pd.DataFrame:
+    """Fig. 4 on a results file: per k row that was run (`k=...`, in order of k) and metric, its seeds, their mean and
+    RRG-Mamba (k = 0.5) minus the row (`paired_with_seeds`), with a verdict on each interval against the paper's
+    reading that k = 0.5 is the peak (a positive difference reproduces it). Empty where no k row was run."""
+    spread, out = seed_spread(doc, metrics), []
+    for r in sorted((r for r in doc["rows_run"] if r.startswith("k=")), key=lambda r: float(r[2:])):
+        x = doc["table"]["rows"][r]
+        for k in metrics:
+            d = paired_with_seeds(doc, r, k, spread)
+            out.append({"k": float(r[2:]), "metric": SHOW.get(k, k), "seeds": len(x["seeds"]), "mean": x["mean"][k], **d,
+                        "verdict": verdict(d["lo"], d["hi"], 1.0),
+                        "verdict, seeds too": verdict(d["lo, seeds too"], d["hi, seeds too"], 1.0)})
+    return pd.DataFrame(out)
+
+def plot_k_sweep(doc: dict, metrics=("BLEU_4", "ce_micro_f1_uncertain_negative"), dpi: int = 100):
+    """Each metric against k: RRG-Mamba at k = 0.5 and every k row that was run, as the seed mean (dot), the seeds
+    (crosses), the 95% interval over test studies (thick) and with the seeds counted (thin, `row_interval_with_seeds`)."""
+    import matplotlib.pyplot as plt
+    t, spread = doc["table"]["rows"], seed_spread(doc, metrics)
+    rows = {0.5: "RRG-Mamba", **{float(r[2:]): r for r in doc["rows_run"] if r.startswith("k=")}}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.4), dpi=dpi, squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for k, r in sorted(rows.items()):
+            x, wide = t[r], row_interval_with_seeds(doc, r, (m,), spread)
+            if m in wide: ax.plot([k, k], wide[m], color="C0", lw=0.8, alpha=0.6)
+            ax.plot([k, k], x["ci"][m], color="C0", lw=2.5)
+            ax.plot(k, x["mean"][m], "o", color="C0", ms=5)
+            if len(x["values"][m]) > 1: ax.plot([k] * len(x["values"][m]), x["values"][m], "x", color="k", ms=4)
+        ax.set(xlabel="word identification ratio k", ylabel=SHOW.get(m, m), xticks=sorted(rows))
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/17_tables.ipynb #3de452c4
 def timing_frame(doc: dict) -> pd.DataFrame:

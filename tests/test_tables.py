@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rrg_tutorial.tables import (LabelProbe, fit_label_probe, micro_f1, orderings, pooled_sd, seed_halfwidth,
-                                 replication, target_check, template_reports, verdict, view_features,
+from rrg_tutorial.tables import (LabelProbe, fit_label_probe, k_sweep, micro_f1, orderings, pooled_sd,
+                                 seed_halfwidth, replication, target_check, template_reports, verdict, view_features,
                                  widen_by_seeds)
 
 
@@ -110,6 +110,24 @@ def test_orderings_and_targets_count_the_seeds():
     one = _results([0.10], ("w/o RoPE", [0.08]), 0.04, [0.03, 0.05])   # one seed a row: no spread, no verdict on it
     o1 = orderings(one, metrics=("BLEU_4",)).iloc[0]
     assert o1.verdict == "reproduced" and o1["verdict, seeds too"] == "unknown" and np.isnan(o1["lo, seeds too"])
+
+
+def test_k_sweep_compares_each_k_with_k_one_half():
+    doc = _results([0.10, 0.12, 0.14], ("w/o RoPE", [0.08, 0.08, 0.08]), 0.03, [0.02, 0.04])
+    rows = doc["table"]["rows"]
+    for r, v, ci in (("k=0.9", 0.07, [0.01, 0.05]), ("k=0.1", 0.13, [-0.02, -0.005])):     # one seed each
+        rows[r] = dict(seeds=[0], values={"BLEU_4": [v]}, mean={"BLEU_4": v},
+                       diff_from_rrg_mamba={"BLEU_4": dict(value=float(np.mean(ci)), ci=ci)})
+        doc["rows_run"].append(r)
+    assert list(orderings(doc, metrics=("BLEU_4",)).row) == ["w/o RoPE"]           # the sweep is not an ablation
+    ks = k_sweep(doc, metrics=("BLEU_4",))
+    assert list(ks.k) == [0.1, 0.9] and list(ks.seeds) == [1, 1] and list(ks["mean"]) == [0.13, 0.07]
+    assert list(ks.verdict) == ["reversed", "reproduced"]                           # the paper: k = 0.5 is the peak
+    sd = (8e-4 / 4) ** 0.5                                                          # pooled over the 3-seed rows
+    h = 2.7764451051977987 * sd * (1 / 3 + 1) ** 0.5                                # one seed on the k side
+    hi = ks.iloc[1]
+    assert abs(hi["lo, seeds too"] - (0.03 - (0.02 ** 2 + h ** 2) ** 0.5)) < 1e-12 and hi["verdict, seeds too"] == "within noise"
+    assert len(k_sweep(_results([0.1, 0.12], ("w/o RoPE", [0.08, 0.09]), 0.03, [0.02, 0.04]), metrics=("BLEU_4",))) == 0
 
 
 def test_replication_compares_verdicts_of_two_files():
