@@ -152,3 +152,19 @@ def test_forest_plot_draws_the_wide_interval_only_where_given():
     wide = forest_plot([{**e, "wide": {"m": (0.3, 0.7)}}], ["m"]).axes[0]
     assert len(wide.lines) == len(plain.lines) + 1
     assert any(list(l.get_xdata()) == [0.3, 0.7] for l in wide.lines)
+
+
+def test_plot_k_sweep_puts_each_k_at_its_place():
+    import matplotlib
+    matplotlib.use("Agg")
+    from rrg_tutorial.tables import plot_k_sweep
+    m = "BLEU_4"
+    rows = {"RRG-Mamba": dict(seeds=[0, 1, 2], values={m: [0.10, 0.12, 0.14]}, mean={m: 0.12}, ci={m: [0.11, 0.13]}),
+            "k=0.9": dict(seeds=[0], values={m: [0.09]}, mean={m: 0.09}, ci={m: [0.08, 0.10]})}
+    doc = dict(rows_run=list(rows), table=dict(rows=rows))
+    ax = plot_k_sweep(doc, metrics=(m,)).axes[0]
+    assert list(ax.get_xticks()) == [0.5, 0.9]
+    dots = [l for l in ax.lines if l.get_marker() == "o"]
+    assert [(l.get_xdata()[0], l.get_ydata()[0]) for l in dots] == [(0.5, 0.12), (0.9, 0.09)]
+    assert sum(l.get_marker() == "x" for l in ax.lines) == 1                        # seeds drawn for k = 0.5 only
+    assert any(list(l.get_ydata()) == [0.08, 0.10] for l in ax.lines)               # k = 0.9's interval
